@@ -212,7 +212,10 @@ class StageOutput:
         manifest.created_at = time.time()
         manifest.seconds = round(time.time() - self.started, 3)
         write_json_atomic(self.out / MANIFEST, manifest.to_json())
-        _replace_dir(self.rejected, self.rejected_final)
+        if rejected_files:
+            _replace_dir(self.rejected, self.rejected_final)
+        elif self.rejected_final.exists():
+            shutil.rmtree(self.rejected_final)
         _replace_dir(self.out, self.final)
         shutil.rmtree(self.tmp, ignore_errors=True)
         return manifest

@@ -1,0 +1,266 @@
+"""Per-work-unit functions of the corpus stages: plain functions over one input unit or one shard.
+
+`flows/` runs each as one Prefect task per unit and commits the stage; a notebook can call them directly. Each
+function writes its Arrow output and rejected rows to the paths it is given and returns its ledger entries, so
+that `in == out + dropped` can be checked per unit and merged per stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import unicodedata
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from corpus.config import AnnotateConfig, DedupConfig, ExtractConfig, FilterConfig, IngestConfig, ShardConfig
+from corpus.document import (
+    CLUSTERS_SCHEMA,
+    DOCUMENT_SCHEMA,
+    REJECTED_SCHEMA,
+    Document,
+    documents_to_table,
+    rejected_table,
+)
+from corpus.manifest import LedgerEntry
+from corpus.shards import open_batches, read_table, write_stream
+
+WRITE_BATCH = 128
+
+
+class BatchedWriter:
+    """Stream rows to one Arrow file in batches, so memory is bounded by the batch, not the unit."""
+
+    def __init__(self, path: Path, schema: pa.Schema, to_table):
+        self.path, self.schema, self.to_table = Path(path), schema, to_table
+        self.pending: list = []
+        self.sink = pa.OSFile(str(self.path), "wb")
+        self.writer = pa.ipc.new_stream(self.sink, schema)
+        self.rows = 0
+
+    def add(self, item) -> None:
+        self.pending.append(item)
+        if len(self.pending) >= WRITE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.writer.write_table(self.to_table(self.pending))
+            self.rows += len(self.pending)
+            self.pending = []
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+        self.sink.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def document_writer(path: Path) -> BatchedWriter:
+    return BatchedWriter(path, DOCUMENT_SCHEMA, documents_to_table)
+
+
+def rejected_writer(path: Path) -> BatchedWriter:
+    return BatchedWriter(path, REJECTED_SCHEMA, rejected_table)
+
+
+def iter_documents(path: Path) -> Iterator[Document]:
+    for batch in open_batches(path):
+        for row in batch.to_pylist():
+            yield Document.from_row(row)
+
+
+# --- extract: ingest + extract + annotate, fused per input unit so pages are parsed once ---------------------------
+
+
+def extract_unit(
+    unit,
+    ingest: IngestConfig,
+    extract: ExtractConfig,
+    annotate: AnnotateConfig,
+    out_path: Path,
+    rejected_path: Path,
+) -> list[LedgerEntry]:
+    from corpus.annotate import Annotator
+    from corpus.extract import Extractor
+    from corpus.sources import Rejection, read_unit
+
+    ledger = {name: LedgerEntry(name) for name in ("ingest", "extract", "annotate")}
+    timers = dict.fromkeys(ledger, 0.0)
+    annotator = Annotator(annotate)
+    with document_writer(out_path) as kept, rejected_writer(rejected_path) as rejected, Extractor(extract) as extractor:
+        records = read_unit(unit, ingest, ledger["ingest"].errors)
+        while True:
+            t0 = time.perf_counter()
+            record = next(records, None)
+            timers["ingest"] += time.perf_counter() - t0
+            if record is None:
+                break
+            ledger["ingest"].in_ += 1
+            if isinstance(record, Rejection):
+                _reject(ledger, rejected, record.doc, record.stage, record.reason, record.detail)
+                continue
+            ledger["ingest"].out += 1
+            ledger["extract"].in_ += 1
+            t0 = time.perf_counter()
+            result = extractor.extract(record)
+            timers["extract"] += time.perf_counter() - t0
+            if isinstance(result, Rejection):
+                _reject(ledger, rejected, result.doc, result.stage, result.reason, result.detail)
+                continue
+            ledger["extract"].out += 1
+            ledger["annotate"].in_ += 1
+            t0 = time.perf_counter()
+            try:
+                doc = annotator.annotate(result)
+            except Exception as exc:  # one bad document must not lose the unit
+                timers["annotate"] += time.perf_counter() - t0
+                _reject(ledger, rejected, result, "annotate", "annotate_error", f"{type(exc).__name__}: {exc}")
+                continue
+            timers["annotate"] += time.perf_counter() - t0
+            ledger["annotate"].out += 1
+            kept.add(doc)
+    for name, entry in ledger.items():
+        entry.seconds = timers[name]
+    return list(ledger.values())
+
+
+def _reject(ledger: dict, writer: BatchedWriter, doc: Document, stage: str, reason: str, detail: str) -> None:
+    doc.raw = None
+    ledger[stage].drop(reason)
+    writer.add(doc.to_rejected_row(stage, reason, detail))
+
+
+# --- filter ----------------------------------------------------------------------------------------------------------
+
+
+def filter_unit(cfg: FilterConfig, src: Path, out_path: Path, rejected_path: Path) -> list[LedgerEntry]:
+    from corpus.filters import check
+
+    entry = LedgerEntry("filter")
+    t0 = time.perf_counter()
+    with document_writer(out_path) as kept, rejected_writer(rejected_path) as rejected:
+        for doc in iter_documents(src):
+            entry.in_ += 1
+            verdict = check(doc, cfg) if cfg.enabled else None
+            if verdict is None:
+                entry.out += 1
+                kept.add(doc)
+            else:
+                reason, detail = verdict
+                entry.drop(reason)
+                rejected.add(doc.to_rejected_row("filter", reason, detail))
+    entry.seconds = time.perf_counter() - t0
+    return [entry]
+
+
+# --- dedup (exact) ---------------------------------------------------------------------------------------------------
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_for_dedup(text: str) -> str:
+    """Case, Unicode form and whitespace do not make two documents different."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.blake2b(normalize_for_dedup(text).encode(), digest_size=16).hexdigest()
+
+
+DEDUP_KEYS_SCHEMA = pa.schema([("doc_id", pa.string()), ("key", pa.string())])
+
+
+def dedup_keys_unit(cfg: DedupConfig, src: Path, out_path: Path) -> int:
+    """Exact-dedup keys of one unit, in document order: (doc_id, hash of normalized text)."""
+    ids, keys = [], []
+    for batch in open_batches(src):
+        ids.extend(batch.column("id").to_pylist())
+        keys.extend(text_hash(t) for t in batch.column("text").to_pylist())
+    return write_stream(out_path, DEDUP_KEYS_SCHEMA, [pa.table({"doc_id": ids, "key": keys}, schema=DEDUP_KEYS_SCHEMA)])
+
+
+def exact_clusters(key_files: Iterable[Path]) -> pa.Table:
+    """Group documents with the same key; the first in unit order is kept. Only groups of two or more are listed."""
+    first: dict[str, str] = {}
+    members: dict[str, list[str]] = {}
+    for path in key_files:
+        for batch in open_batches(path):
+            for doc_id, key in zip(batch.column("doc_id").to_pylist(), batch.column("key").to_pylist()):
+                if key in first:
+                    members.setdefault(key, [first[key]]).append(doc_id)
+                else:
+                    first[key] = doc_id
+    rows = {"doc_id": [], "cluster_id": [], "kept_id": [], "jaccard": []}
+    for key, ids in members.items():
+        for doc_id in ids:
+            rows["doc_id"].append(doc_id)
+            rows["cluster_id"].append(key)
+            rows["kept_id"].append(ids[0])
+            rows["jaccard"].append(1.0)
+    return pa.table(rows, schema=CLUSTERS_SCHEMA)
+
+
+def dedup_apply_unit(clusters_path: Path, src: Path, rejected_path: Path) -> list[LedgerEntry]:
+    """Reject the duplicates of one unit, each naming the document that was kept."""
+    entry = LedgerEntry("dedup")
+    t0 = time.perf_counter()
+    dropped = _duplicates(read_table(clusters_path))
+    with rejected_writer(rejected_path) as rejected:
+        for doc in iter_documents(src):
+            entry.in_ += 1
+            if doc.id in dropped:
+                cluster_id, kept_id = dropped[doc.id]
+                doc.cluster_id = cluster_id
+                entry.drop("exact_duplicate")
+                rejected.add(doc.to_rejected_row("dedup", "exact_duplicate", f"same normalized text as {kept_id}", kept_id))
+            else:
+                entry.out += 1
+    entry.seconds = time.perf_counter() - t0
+    return [entry]
+
+
+def _duplicates(clusters: pa.Table) -> dict[str, tuple[str, str]]:
+    mask = pc.not_equal(clusters.column("doc_id"), clusters.column("kept_id"))
+    dup = clusters.filter(mask)
+    return {
+        d: (c, k)
+        for d, c, k in zip(dup["doc_id"].to_pylist(), dup["cluster_id"].to_pylist(), dup["kept_id"].to_pylist())
+    }
+
+
+# --- shard -----------------------------------------------------------------------------------------------------------
+
+
+def split_of(doc_id: str, val_fraction: float) -> str:
+    """Stable train/val assignment by hash of the id: a document never changes split between runs."""
+    h = int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "big")
+    return "val" if h / 2**64 < val_fraction else "train"
+
+
+def shard_unit(cfg: ShardConfig, clusters_path: Path, src: Path, out_path: Path) -> list[LedgerEntry]:
+    entry = LedgerEntry("shard")
+    t0 = time.perf_counter()
+    clusters = read_table(clusters_path)
+    dropped = _duplicates(clusters)
+    cluster_of = dict(zip(clusters["doc_id"].to_pylist(), clusters["cluster_id"].to_pylist()))
+    with document_writer(out_path) as out:
+        for doc in iter_documents(src):
+            if doc.id in dropped:
+                continue
+            entry.in_ += 1
+            doc.cluster_id = cluster_of.get(doc.id, "")
+            doc.split = split_of(doc.id, cfg.val_fraction)
+            entry.out += 1
+            out.add(doc)
+    entry.seconds = time.perf_counter() - t0
+    return [entry]

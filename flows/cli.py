@@ -1,0 +1,145 @@
+"""The one CLI: `corpusforge run | inspect`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Raw web text to a trained language model.")
+console = Console(stderr=True)
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config file (sections mirror the stages)."),
+    preset: str = typer.Option("sample", "--preset", help="Base settings: sample (default), tiny (tests), gpu."),
+    input: Optional[list[str]] = typer.Option(None, "--input", help="Input file, directory or glob; repeatable. Default: the bundled sample."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Run directory (default from the preset: runs/sample)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value; repeatable."),
+    from_stage: Optional[str] = typer.Option(None, "--from", help="Rerun from this stage (ingest, extract, annotate, filter, dedup, shard, tokenizer, tokens, pretrain, finetune)."),
+    to_stage: Optional[str] = typer.Option(None, "--to", help="Stop after this stage."),
+    runner: Optional[str] = typer.Option(None, "--runner", help="process (default) or ray."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address for --runner ray."),
+    force: bool = typer.Option(False, "--force", help="Rerun every selected stage even when its output is current."),
+) -> None:
+    """Process inputs (default: the bundled sample) into a run directory: documents, tokenizer, tokens, model."""
+    from flows.config import ConfigError, load_config
+
+    overrides: dict = {}
+    if input:
+        overrides["input"] = list(input)
+    if output is not None:
+        overrides["output"] = str(output)
+    if runner is not None:
+        overrides.setdefault("runner", {})["kind"] = runner
+    if ray_address is not None:
+        overrides.setdefault("runner", {})["ray_address"] = ray_address
+    try:
+        cfg = load_config(config, preset, list(set_ or []), overrides=overrides)
+        for item in cfg.input:
+            if not any(ch in item for ch in "*?[") and not Path(item).exists():
+                raise ConfigError(f"input {item!r} does not exist: give an existing file, directory or glob to --input")
+        from flows.pipeline import plan
+
+        planned = plan(cfg, from_stage, to_stage, force)
+    except (ConfigError, ValueError, RuntimeError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+
+    from flows.pipeline import run_pipeline
+
+    todo = [p.step.name for p in planned if p.action == "run"]
+    done = [p.step.name for p in planned if p.action == "skip"]
+    console.print(f"[bold]corpusforge[/bold] run -> {cfg.output}")
+    if done:
+        console.print(f"  up to date, skipped: {', '.join(done)}")
+    if todo:
+        console.print(f"  to run: {', '.join(todo)}")
+    start = time.time()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    with _progress() as report:
+        ledger = run_pipeline(cfg, from_stage, to_stage, force, report=report)
+    _print_summary(ledger, time.time() - start)
+
+
+class _progress:
+    """A rich progress bar per step, advanced as unit tasks finish."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("  {task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        )
+        self.tasks: dict[str, int] = {}
+        self.progress.start()
+        return self.report
+
+    def report(self, step: str, done: int, total: int) -> None:
+        if step not in self.tasks:
+            self.tasks[step] = self.progress.add_task(step, total=total)
+        self.progress.update(self.tasks[step], completed=done, total=total)
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+
+def _print_summary(ledger: dict, seconds: float) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"ledger ({seconds:.1f} s)", title_justify="left")
+    for col in ("stage", "in", "out", "dropped", "seconds"):
+        table.add_column(col, justify="right" if col in ("in", "out", "seconds") else "left")
+    for s in ledger["stages"]:
+        dropped = ", ".join(f"{k} {v}" for k, v in s["dropped"].items()) or "-"
+        table.add_row(s["name"], str(s["in"]), str(s["out"]), dropped, f"{s['seconds']:.1f}")
+    console.print(table)
+    for err in ledger.get("errors", []):
+        console.print(f"  [yellow]damaged input:[/yellow] {err.get('path')} at byte {err.get('offset')}: {err.get('error')}")
+    out = ledger["outputs"]
+    console.print("[bold]outputs[/bold]")
+    for key in ("documents", "rejected", "tokenizer", "tokens", "model", "finetune"):
+        if key in out:
+            console.print(f"  {key:<10} {out[key]}")
+    console.print(f"\nlook inside:  corpusforge inspect {ledger['run']}")
+
+
+@app.command()
+def inspect(
+    target: Path = typer.Argument(..., help="A run directory or one Arrow shard."),
+    sample: int = typer.Option(3, "--sample", help="Documents to show."),
+    why: Optional[str] = typer.Option(None, "--why", help="Explain what happened to this document id."),
+    verify: bool = typer.Option(False, "--verify", help="Recompute sha256 of every file listed in the manifests."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (stable keys)."),
+) -> None:
+    """Show the ledger, shard schemas and row counts, drops by reason and sample documents of a run."""
+    from flows.inspect import inspect_target
+
+    try:
+        result = inspect_target(target, sample=sample, why=why, verify=verify)
+    except FileNotFoundError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    else:
+        from flows.inspect import render
+
+        render(result, Console())
+    if verify and result.get("verify", {}).get("problems"):
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
