@@ -25,6 +25,10 @@ class PretrainConfig(Section):
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto picks cuda when available.")
     compile: bool = Field(False, description="torch.compile the model.")
     seed: int = Field(1337, description="Seed of weights and data order.")
+    mask_prob: float = Field(
+        0.15, gt=0, lt=1, description="masked objective: fraction of tokens to predict (of those 80% <mask>, 10% random, 10% kept)."
+    )
+    log_every: int = Field(10, gt=0, description="Steps between training-loss log lines (points of the loss curve in metrics.json).")
 
 
 class FinetuneConfig(Section):
