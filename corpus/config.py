@@ -14,7 +14,7 @@ class Section(BaseModel):
 class IngestConfig(Section):
     unit_bytes: int = Field(32 << 20, gt=0, description="Target size in bytes of one work unit (a byte range of an input file).")
     max_record_bytes: int = Field(10 << 20, gt=0, description="Records with a larger payload are rejected as `too_large`.")
-    max_records: int = Field(0, ge=0, description="Stop after this many records per input file (0 = all). For quick trials.")
+    max_records: int = Field(0, ge=0, description="Stop after this many records per work unit (0 = all). For quick trials.")
     content_types: list[str] = Field(
         default_factory=lambda: ["text/html", "application/xhtml+xml", "text/plain"],
         description="Payload MIME types that go on to extraction; others are rejected as `unsupported_content_type`.",

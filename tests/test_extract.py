@@ -1,0 +1,255 @@
+"""Decoding page bytes to text, and trafilatura in a child process with caps, timeouts and restarts."""
+
+import codecs
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from corpus.config import ExtractConfig, IngestConfig
+from corpus.document import Document
+from corpus.extract import Extractor, _child_main, count_start_tags
+from corpus.sources import Rejection, plan_units, read_unit
+from corpus.sources.decode import decode_html, declared_meta_charset, resolve_charset, sniff_binary, web_codec
+
+SAMPLE = Path(__file__).resolve().parents[1] / "corpus" / "sample_data" / "sample.warc.gz"
+CONTROLS = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\x7f"}
+
+
+def assert_clean(text: str) -> None:
+    assert not CONTROLS & set(text)
+    assert not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+def page(raw: bytes, *, content_type: str = "text/html", charset: str = "", url: str = "https://example.org/") -> Document:
+    return Document(id="t", source="test", offset=0, url=url, raw=raw, content_type=content_type, charset=charset)
+
+
+# --- decoding: literals ----------------------------------------------------------------------------------------------
+
+
+def test_utf8_wins_over_a_wrong_declaration_but_a_true_one_is_used():
+    cyrillic = "<p>Съешь же ещё этих мягких булок</p>"
+    assert decode_html(cyrillic.encode("utf-8"), "iso-8859-1") == cyrillic
+    assert decode_html(cyrillic.encode("cp1251"), "windows-1251") == cyrillic
+    meta = '<meta charset="koi8-r"><p>Привет</p>'
+    assert decode_html(meta.encode("koi8-r")) == meta
+    assert resolve_charset(meta.encode("koi8-r")) == ("koi8-r", "meta")
+
+
+def test_web_labels_follow_browsers_and_refuse_dangerous_codecs():
+    assert web_codec("ISO-8859-1") == "cp1252"  # browsers decode latin-1 labels as windows-1252
+    assert web_codec("gb2312") == "gb18030"
+    assert web_codec(" Shift_JIS ") == "cp932"
+    assert web_codec("utf-16", from_meta=True) == "utf-8"  # a meta we could read as ASCII cannot mean UTF-16
+    for refused in ("utf-7", "base64", "zlib", "rot13", "idna", "x-evil-charset", ""):
+        assert web_codec(refused) == ""
+
+
+def test_meta_and_xml_declarations_are_found_in_the_first_4kb():
+    assert declared_meta_charset(b'<meta http-equiv="Content-Type" content="text/html; charset=EUC-JP">') == "EUC-JP"
+    assert declared_meta_charset(b"<?xml version='1.0' encoding='iso-8859-2'?><html>") == "iso-8859-2"
+    assert declared_meta_charset(b" " * 5000 + b'<meta charset="koi8-r">') == ""
+
+
+def test_bom_wins_and_is_dropped():
+    text = "<p>Grüße</p>"
+    assert decode_html(codecs.BOM_UTF16_LE + text.encode("utf-16-le"), "iso-8859-1") == text
+    assert decode_html(codecs.BOM_UTF8 + text.encode()) == text
+
+
+def test_mostly_utf8_with_a_stray_byte_stays_utf8_and_undeclared_latin_is_cp1252():
+    mostly = ("Привет мир. " * 30).encode() + b"\xff" + "ещё".encode()
+    assert resolve_charset(mostly) == ("utf-8", "utf-8-lossy")
+    assert decode_html(mostly).endswith("мир. \ufffdещё")
+    assert decode_html("<p>naïve café – déjà vu €5</p>".encode("cp1252")) == "<p>naïve café – déjà vu €5</p>"
+
+
+def test_controls_and_lone_surrogates_never_come_out():
+    raw = b"<p>a\x00b\x01c\x1b[31md\x7fe\tf\r\ng\x0c</p>" + "\x85".encode()
+    assert decode_html(raw) == "<p>abc[31mde\tf\r\ng</p>"
+    encoded_surrogate = decode_html(b"\xed\xa0\x80 lone surrogate encoded")  # not valid UTF-8: some legacy decode
+    assert encoded_surrogate.endswith(" lone surrogate encoded")
+    assert_clean(encoded_surrogate)
+    assert decode_html(b"") == ""
+
+
+def test_sniff_binary_on_literals():
+    assert sniff_binary(b"\x89PNG\r\n\x1a\n....") == "png"
+    assert sniff_binary(b"%PDF-1.7") == "pdf"
+    assert sniff_binary(b"\x00\x00\x00\x18ftypmp42") == "iso-media"
+    assert sniff_binary(b"<!doctype html>") == ""
+    assert sniff_binary(b"BMW drivers club") == ""  # "BM" alone is not a bitmap
+    assert sniff_binary(b"MZ is a pleasant town") == ""
+
+
+# --- decoding: the malformed pages -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, how, expected",
+    [
+        ("h01_invalid_utf8.html", "detected", "For of library this his from on library was health library"),
+        ("h02_cp1252_declared_utf8.html", "detected", "Grüße aus Köln – „Zitat“ für 5 € · naïve café déjà vu"),
+        ("h03_utf8_declared_latin1.html", "utf-8", "Съешь же ещё этих мягких французских булок, да выпей чаю. Ελληνικά κείμενα εδώ."),
+        ("h04_mixed_encodings.html", "meta", "School corpus garden an report token token that or corpus as winter"),
+        ("h05_bogus_and_utf7_charset.html", "utf-8", "+ADw-script+AD4-alert(1)+ADw-/script+AD4-"),  # utf-7 refused
+        ("h06_utf16le_bom.html", "bom", "<title>Test article</title>"),
+        ("h16_nul_bytes.html", "utf-8", "<title>Test article</title>"),
+        ("h17_zero_width_control.html", "utf-8", "ctrl:[31m C1: zalgo"),
+    ],
+)
+def test_malformed_pages_decode_readably(shared_data, name, how, expected):
+    raw = (shared_data / "malformed" / name).read_bytes()
+    assert resolve_charset(raw)[1] == how
+    text = decode_html(raw)
+    assert expected in text
+    assert_clean(text)
+
+
+def test_real_legacy_charsets_decode_without_replacement_characters(shared_data):
+    cfg = IngestConfig()
+    paths = [
+        shared_data / "warc" / "commoncrawl" / "resiliparse-CC-MAIN-2020-34-excerpt.warc.gz",  # gb2312, cp1251, meta-only
+        shared_data / "warc" / "malformed" / "resiliparse-clueweb09-ja-quirk.warc.gz",  # EUC-JP
+        SAMPLE,  # EUC-KR
+    ]
+    docs = [d for unit in plan_units([str(p) for p in paths], cfg) for d in read_unit(unit, cfg, [])]
+    legacy = [d for d in docs if d.charset.lower() not in ("utf-8", "iso-8859-1")]
+    assert len(legacy) == 16 + 29 + 4 - 5  # the CC excerpt has five UTF-8 pages
+    for doc in legacy:
+        text = decode_html(doc.raw, doc.charset)
+        assert "\ufffd" not in text, doc.url
+    korean = next(d for d in docs if d.url == "https://httpd.apache.org/docs/2.4/ko/dns-caveats.html")
+    assert "DNS와 아파치와 관련된 사항" in decode_html(korean.raw, korean.charset)
+
+
+# --- extraction ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    with Extractor(ExtractConfig()) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="module")
+def sample_docs():
+    cfg = IngestConfig()
+    return {d.url: d for unit in plan_units([str(SAMPLE)], cfg) for d in read_unit(unit, cfg, [])}
+
+
+def fresh(doc: Document) -> Document:
+    """A new Document over the same payload: extraction consumes `raw`."""
+    return page(doc.raw, content_type=doc.content_type, charset=doc.charset, url=doc.url)
+
+
+@pytest.mark.parametrize(
+    "url, sentence",
+    [
+        ("https://doc.rust-lang.org/std/iter/index.html", "Composable external iteration."),
+        ("https://debian-handbook.info/browse/zh-CN/stable/sect.regular-upgrades.html", "Debian 发行版永远处于动态、持续变化中。"),
+        (
+            "https://doc.rust-lang.org/book/ch15-00-smart-pointers.html",
+            "A pointer is a general concept for a variable that contains an address in\nmemory.",
+        ),
+    ],
+)
+def test_real_pages_extract_their_main_text(extractor, sample_docs, url, sentence):
+    result = extractor.extract(fresh(sample_docs[url]))
+    assert isinstance(result, Document), result
+    assert sentence in result.text
+    assert result.raw is None and result.title
+    assert_clean(result.text)
+
+
+def test_title_and_date_come_with_the_text(extractor, sample_docs):
+    result = extractor.extract(fresh(sample_docs["https://doc.rust-lang.org/std/iter/index.html"]))
+    assert (result.title, result.date) == ("Module iter Copy item path", "2026-04-14")
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("h08_nested_div_100k.html", "empty_extraction"),  # lxml stops at depth 256; nothing is left
+        ("h12_png_labelled_html.html", "binary_payload"),
+        ("h13_pdf_labelled_html.html", "binary_payload"),
+        ("h14_empty.html", "empty_extraction"),
+        ("h15_whitespace_only.html", "empty_extraction"),
+        ("h11_only_scripts_styles.html", "empty_extraction"),
+        ("h19_billion_laughs.html", "empty_extraction"),
+    ],
+)
+def test_hostile_pages_become_rejections(shared_data, extractor, name, reason):
+    result = extractor.extract(page((shared_data / "malformed" / name).read_bytes()))
+    assert isinstance(result, Rejection)
+    assert (result.stage, result.reason) == ("extract", reason)
+    assert result.doc.raw is None
+
+
+def test_caps_apply_before_parsing(shared_data):
+    nested = (shared_data / "malformed" / "h08_nested_div_100k.html").read_bytes()
+    assert count_start_tags(nested.decode()) == 100_005
+    with Extractor(ExtractConfig(max_elements=50_000, max_html_bytes=2 << 20, max_doc_chars=20)) as ex:
+        too_many = ex.extract(page(nested))
+        assert (too_many.reason, too_many.detail) == ("too_many_elements", "100005 start tags > max_elements 50000")
+        too_big = ex.extract(page(b" " * ((2 << 20) + 1)))
+        assert too_big.reason == "html_too_large"
+        long_text = ex.extract(page(b"twenty-one characters", content_type="text/plain"))
+        assert (long_text.reason, long_text.doc.text) == ("text_too_long", "twenty-one characters")
+        assert ex._process is None  # none of these needed the child
+
+
+def test_text_plain_passes_through_decoding_only(extractor):
+    result = extractor.extract(page("  Größe\x00 und <b>Tags</b> bleiben  \n".encode(), content_type="text/plain"))
+    assert result.text == "Größe und <b>Tags</b> bleiben"
+
+
+def test_timeout_restarts_the_child_and_the_next_page_extracts(sample_docs):
+    doc = sample_docs["https://doc.rust-lang.org/std/iter/index.html"]
+    with Extractor(ExtractConfig(timeout_s=0.001)) as ex:
+        ex._start_child()
+        first_pid = ex._process.pid
+        result = ex.extract(fresh(doc))
+        assert (result.reason, result.detail) == ("extraction_timeout", "no result within timeout_s=0.001")
+        assert ex.restarts == 1 and ex._process is None
+        ex.cfg.timeout_s = 60
+        again = ex.extract(fresh(doc))
+        assert isinstance(again, Document) and "Composable external iteration." in again.text
+        assert ex._process.pid != first_pid
+
+
+def test_a_killed_child_is_a_crash_rejection_and_is_replaced(sample_docs):
+    doc = sample_docs["https://doc.rust-lang.org/std/iter/index.html"]
+    with Extractor(ExtractConfig()) as ex:
+        ex._start_child()
+        os.kill(ex._process.pid, signal.SIGKILL)
+        ex._process.join(5)
+        result = ex.extract(fresh(doc))
+        assert result.reason == "extraction_crashed" and "-9" in result.detail
+        assert isinstance(ex.extract(fresh(doc)), Document)
+        assert ex.restarts == 1
+
+
+class FakeConn:
+    def __init__(self, messages):
+        self.messages, self.sent = list(messages), []
+
+    def recv(self):
+        return self.messages.pop(0)
+
+    def send(self, message):
+        self.sent.append(message)
+
+
+def test_a_trafilatura_exception_is_reported_not_raised(monkeypatch):
+    import trafilatura
+
+    def boom(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(trafilatura, "bare_extraction", boom)
+    conn = FakeConn([("<p>x</p>", "https://example.org/"), None])
+    _child_main(conn, {"include_comments": False})
+    assert conn.sent == [("ready",), ("error", "RecursionError: maximum recursion depth exceeded")]
