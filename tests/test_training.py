@@ -17,13 +17,13 @@ import pytest
 
 from corpus.document import tokens_schema
 from corpus.shards import read_table, write_stream
+from tokenizer.encode import token_stream
 from training.config import PretrainConfig
 from training.data import (
     IGNORE_INDEX,
     CausalSampler,
     Masking,
     TokenStream,
-    _token_stream,
     document_windows,
     eval_windows,
     load_splits,
@@ -223,7 +223,7 @@ def test_param_groups_do_not_decay_biases_norms_or_embeddings():
 
 def test_shards_read_zero_copy_and_val_falls_back_to_train_tail(corpus, tmp_path):
     train_shard = corpus / "tokens" / "train" / "shard-00000.arrow"
-    ids = _token_stream(train_shard)
+    ids = token_stream(train_shard)
     assert ids.dtype == np.uint16 and not ids.flags.owndata  # a view of the memory-mapped file
     meta = read_token_meta(train_shard)
     assert meta.vocab_size == 512 and meta.dtype == "uint16"
@@ -238,7 +238,7 @@ def test_shards_read_zero_copy_and_val_falls_back_to_train_tail(corpus, tmp_path
     _write_token_shard(tokens / "val" / "shard-00000.arrow", [[1, 2, 3]], schema)
     logged = []
     train, val, source = load_splits(tokens, 65, logged.append)
-    full = len(TokenStream([_token_stream(p) for p in sorted((tokens / "train").glob("*.arrow"))]))
+    full = len(TokenStream([token_stream(p) for p in sorted((tokens / "train").glob("*.arrow"))]))
     assert source == "train_tail" and "warning" in logged[0]
     assert len(train) + len(val) == full and len(val) == max(65, full // 10)
 

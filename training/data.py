@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from tokenizer.encode import token_stream
+
 # Positions with this label do not count in the loss (the value torch's cross_entropy ignores by default).
 IGNORE_INDEX = -100
 
@@ -42,19 +44,6 @@ def read_token_meta(path: Path) -> TokenShardMeta:
             f"{path}: token shard schema metadata lacks {sorted(missing)}; rewrite it with corpus.document.tokens_schema"
         )
     return TokenShardMeta(int(meta["vocab_size"]), int(meta["eos_id"]), meta["dtype"], meta["tokenizer_sha256"])
-
-
-def _token_stream(path: Path) -> np.ndarray:
-    """The flat input_ids of one shard: a zero-copy view of the memory-mapped file when it holds one batch.
-
-    Same contract as tokenizer/encode.py's token_stream; private until that one is shared.
-    """
-    # The memory map stays mapped while an Arrow buffer (and so the numpy view) references it.
-    reader = pa.ipc.open_stream(pa.memory_map(str(path), "r"))
-    parts = [batch.column("input_ids").flatten().to_numpy(zero_copy_only=True) for batch in reader]
-    if not parts:
-        return np.zeros(0, dtype=np.uint16)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 class TokenStream:
@@ -95,7 +84,7 @@ def shard_paths(split_dir: Path) -> list[Path]:
 
 
 def load_stream(split_dir: Path) -> TokenStream:
-    return TokenStream([_token_stream(p) for p in shard_paths(split_dir)])
+    return TokenStream([token_stream(p) for p in shard_paths(split_dir)])
 
 
 def load_splits(tokens_dir: Path, min_tokens: int, log: Callable[[str], None] = print) -> tuple[TokenStream, TokenStream, str]:
