@@ -1,0 +1,332 @@
+"""Annotation: pinned signal values on literal texts, robustness on hostile texts, real sample pages."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import corpus
+from corpus.annotate import Annotator
+from corpus.annotate.keyphrases import noun_chunk_spans, pagerank, rank_keyphrases, tight_hyphens
+from corpus.annotate.lang import identify_language
+from corpus.annotate.signals import line_signals, ngram_signals, word_signals
+from corpus.annotate.words import spacy_code, tokenizer_for
+from corpus.config import AnnotateConfig, FilterConfig
+from corpus.document import SIGNAL_NAMES, Document
+from corpus.filters import check
+
+SAMPLE_DIR = Path(corpus.__file__).parent / "sample_data"
+
+
+def annotate(text: str, **cfg) -> Document:
+    return Annotator(AnnotateConfig(**cfg)).annotate(Document(id="t", source="test", offset=0, text=text))
+
+
+# --- line and paragraph signals --------------------------------------------------------------------------------
+
+
+def test_two_of_four_lines_repeating_an_earlier_one():
+    signals = line_signals("alpha\nalpha\nbeta\nbeta")
+    assert signals["n_lines"] == 4
+    assert signals["dup_line_frac"] == 0.5
+    assert signals["dup_line_char_frac"] == pytest.approx(9 / 21)  # "alpha" + "beta" of 21 characters
+    assert signals["dup_para_frac"] == 0.0  # one paragraph
+
+
+def test_paragraphs_are_separated_by_blank_lines_even_with_spaces():
+    text = "one two\n\nthree\n  \none two"
+    signals = line_signals(text)
+    assert signals["dup_para_frac"] == pytest.approx(1 / 3)
+    assert signals["dup_para_char_frac"] == pytest.approx(7 / len(text))
+
+
+def test_bullet_and_ellipsis_lines_ignore_blank_lines():
+    signals = line_signals("• first\n- second\nthird...\nfourth…\n\n\n")
+    assert signals["n_lines"] == 4
+    assert signals["bullet_line_frac"] == 0.5
+    assert signals["ellipsis_line_frac"] == 0.5
+
+
+def test_word_signals_count_hashes_and_ellipses_per_word():
+    signals = word_signals("## a... bcdef", np.array([1, 5]), n_letter_words=1, n_stopwords=None)
+    assert signals["n_words"] == 2
+    assert signals["mean_word_len"] == 3.0
+    assert signals["symbol_ratio"] == 1.5  # two '#' and one '...' over two words
+    assert signals["alpha_word_frac"] == 0.5
+    assert signals["n_stopwords"] is None and signals["stopword_frac"] is None
+
+
+def test_signals_of_empty_text_are_none_where_undefined():
+    signals = {**line_signals(""), **word_signals("", np.array([]), 0, 0), **ngram_signals([], [])}
+    assert signals["n_words"] == 0 and signals["n_lines"] == 0
+    assert signals["mean_word_len"] is None and signals["dup_line_frac"] is None
+    assert signals["top_2gram_char_frac"] is None and signals["dup_5gram_char_frac"] is None
+
+
+# --- n-gram signals ----------------------------------------------------------------------------------------------
+
+
+def test_top_ngram_covers_occurrences_of_the_most_frequent_ngram():
+    signals = ngram_signals([1, 2, 3, 1, 2, 3, 4], [1] * 7)
+    assert signals["top_2gram_char_frac"] == pytest.approx(4 / 7)  # "1 2" and "2 3" tie: the earliest, twice
+    assert signals["top_3gram_char_frac"] == pytest.approx(6 / 7)
+    assert signals["top_4gram_char_frac"] == 0.0  # no 4-gram occurs twice
+    assert signals["dup_5gram_char_frac"] == 0.0
+
+
+def test_top_ngram_ties_go_to_the_ngram_with_more_characters():
+    signals = ngram_signals([1, 2, 3, 1, 2, 3], [1, 1, 5, 1, 1, 5])
+    assert signals["top_2gram_char_frac"] == pytest.approx(12 / 14)  # "2 3" (6 chars) beats "1 2" (2 chars)
+
+
+def test_duplicate_ngrams_count_every_occurrence_and_overlaps_once():
+    signals = ngram_signals([1, 2, 3, 4, 5, 9, 1, 2, 3, 4, 5, 8], [1] * 12)
+    assert signals["dup_5gram_char_frac"] == pytest.approx(10 / 12)
+    assert signals["dup_6gram_char_frac"] == 0.0
+    repeated = ngram_signals([7] * 12, [2] * 12)
+    assert repeated["dup_10gram_char_frac"] == 1.0 and repeated["top_2gram_char_frac"] == 1.0
+
+
+def reference_ngram_signals(words: list[int], lengths: list[int]) -> dict:
+    """Plain-Python definition the vectorized version must match."""
+    total = sum(lengths)
+    out = {}
+    for n in range(2, 11):
+        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+        counts = {g: grams.count(g) for g in grams}
+        covered = [False] * len(words)
+        if n <= 4:
+            best = max(counts.values(), default=0)
+            if best > 1:
+                chars = {g: sum(lengths[i : i + n]) for i, g in reversed(list(enumerate(grams)))}
+                first = {g: i for i, g in reversed(list(enumerate(grams)))}
+                top = max((g for g in counts if counts[g] == best), key=lambda g: (chars[g], -first[g]))
+                for i, g in enumerate(grams):
+                    if g == top:
+                        covered[i : i + n] = [True] * n
+            name = f"top_{n}gram_char_frac"
+        else:
+            for i, g in enumerate(grams):
+                if counts[g] > 1:
+                    covered[i : i + n] = [True] * n
+            name = f"dup_{n}gram_char_frac"
+        out[name] = sum(length for length, c in zip(lengths, covered) if c) / total
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_vectorized_ngram_signals_match_the_plain_definition(seed):
+    rng = random.Random(seed)
+    vocabulary = rng.randint(2, 6)
+    word_length = [rng.randint(1, 9) for _ in range(vocabulary)]
+    words = [rng.randrange(vocabulary) for _ in range(rng.randint(1, 60))]
+    lengths = [word_length[w] for w in words]
+    assert ngram_signals(words, lengths) == pytest.approx(reference_ngram_signals(words, lengths))
+
+
+# --- the annotator on literal texts --------------------------------------------------------------------------------
+
+
+def test_annotator_pins_signals_terms_and_keyphrases_of_a_small_english_text():
+    doc = annotate("The cat sat on the mat.\nThe cat sat on the mat.\nA dog barked at the mailman!")
+    assert doc.lang == "en" and 0.9 < doc.lang_score <= 1.0
+    assert list(doc.signals) == SIGNAL_NAMES
+    s = doc.signals
+    assert (s["n_words"], s["n_lines"], s["n_stopwords"]) == (18, 3, 9)
+    assert s["stopword_frac"] == 0.5
+    assert s["mean_word_len"] == pytest.approx(56 / 18)
+    assert s["dup_line_frac"] == pytest.approx(1 / 3)
+    assert s["dup_line_char_frac"] == pytest.approx(23 / 76)
+    assert s["top_2gram_char_frac"] == pytest.approx(12 / 56)  # "the cat", twice
+    assert s["dup_5gram_char_frac"] == pytest.approx(34 / 56)  # the repeated sentence
+    assert s["dup_7gram_char_frac"] == 0.0
+    assert doc.terms == "cat sat mat cat sat mat dog barked mailman"
+    assert [p for p, _ in doc.keyphrases] == ["cat sat", "dog barked", "mat", "mailman"]
+
+
+def test_english_contractions_split_so_their_stop_words_go():
+    assert annotate("I don't know.").terms == "know"
+
+
+def test_keyphrases_keep_hyphenated_words_and_drop_runs_longer_than_max_words():
+    doc = annotate(
+        "Optimal ship control as a multi-step matrix game\n"
+        "The multi-step matrix game model describes safe ship control in a collision situation."
+    )
+    assert [p for p, _ in doc.keyphrases] == ["multi-step matrix game", "optimal ship control", "collision situation"]
+    scores = [s for _, s in doc.keyphrases]
+    assert scores == sorted(scores, reverse=True) and all(isinstance(s, float) for s in scores)
+
+
+def test_keyphrases_top_k_zero_disables_them():
+    assert annotate("Optimal ship control as a multi-step matrix game", keyphrases_top_k=0).keyphrases == []
+
+
+HOSTILE_TEXTS = {
+    "empty": "",
+    "whitespace": "   \n\n\t ",
+    "punctuation only": "...!!! ??? ---",
+    "one hash": "#",
+    "1 MB of Chinese": "中文句子测试，这是一个很长的文本。" * 59_000,
+    "1 MB of one Han character": "中" * 1_000_000,
+    "200,000 opening brackets": "(" * 200_000,
+    "emoji run": "😀" * 50_000,
+    "thai": "ภาษาไทยเป็นภาษา " * 2_000,
+    "url-like run": "http://x.com/" + "a/" * 100_000,
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_TEXTS)
+def test_annotator_never_raises_and_fills_every_signal(name):
+    text = HOSTILE_TEXTS[name]
+    doc = annotate(text)
+    assert doc.text == text
+    assert list(doc.signals) == SIGNAL_NAMES
+    assert doc.signals["n_chars"] == len(text)
+    assert all(0 <= s for _, s in doc.keyphrases)
+
+
+def test_text_without_letters_has_no_language():
+    assert identify_language("12 34 ... !!") == ("", 0.0)
+
+
+# --- tokenizers per language ---------------------------------------------------------------------------------------
+
+
+def test_langid_labels_map_to_spacy_languages():
+    assert spacy_code("no") == "nb"
+    assert spacy_code("en") == "en"
+    assert spacy_code("fuv") == "xx"  # Fula: no spaCy language
+    assert spacy_code("") == "xx"
+
+
+@pytest.mark.parametrize("lang", ["ko", "ja", "vi", "th", "zh", "xx"])
+def test_languages_without_their_segmenter_packages_tokenize(lang):
+    doc = tokenizer_for(lang)("한국어 문장입니다. 日本語の文です。Tiếng Việt. ภาษาไทย")
+    assert len(doc) > 5
+
+
+def test_han_and_kana_become_characters_but_latin_words_stay_whole():
+    assert [t.text for t in tokenizer_for("zh")("GPT模型很好。Hello world")] == [
+        "GPT", "模", "型", "很", "好", "。", "Hello", "world",
+    ]  # fmt: skip
+
+
+def test_long_whitespace_free_runs_keep_the_text_exact():
+    text = "abc " + "(" * 100 + " def\n" + "x" * 80 + "  y " + "中文" * 40 + "\n"
+    doc = tokenizer_for("en")(text)
+    assert doc.text == text
+    assert [t.text for t in doc][:3] == ["abc", "(", "("]
+
+
+# --- keyphrase internals -------------------------------------------------------------------------------------------
+
+
+def test_pagerank_of_a_star_ranks_the_centre_first_and_sums_to_one():
+    sources = np.array([0, 0, 0, 1, 2, 3])
+    targets = np.array([1, 2, 3, 0, 0, 0])
+    scores = pagerank(sources, targets, 4)
+    assert scores.sum() == pytest.approx(1.0)
+    assert scores.argmax() == 0 and scores[1] == pytest.approx(scores[3])
+
+
+def test_only_glued_hyphens_join_content_words():
+    is_hyphen = np.array([False, True, False, False, True, False])
+    followed_by_space = np.array([False, False, True, True, True, False])  # "multi-step a - b"
+    content = np.array([True, False, True, True, False, True])
+    assert tight_hyphens(is_hyphen, followed_by_space, content).tolist() == [False, True, False, False, False, False]
+
+
+def test_noun_chunks_of_a_parsed_doc_are_trimmed_to_content_words():
+    import spacy
+    from spacy.tokens import Doc
+
+    words = ["the", "new", "model", "works"]
+    doc = Doc(
+        spacy.blank("en").vocab, words=words, pos=["DET", "ADJ", "NOUN", "VERB"],
+        deps=["det", "amod", "nsubj", "ROOT"], heads=[2, 2, 3, 3],
+    )  # fmt: skip
+    content = np.array([False, True, True, True])
+    assert noun_chunk_spans(doc, content) == [(1, 3)]
+    extra = rank_keyphrases(doc, np.arange(4, dtype=np.uint64), content, np.zeros(4, bool), 5, 1, [(1, 3)])
+    assert [p for p, _ in extra] == []  # max_words=1: the 3-word run and the 2-word chunk are both too long
+
+
+def test_a_trained_pipeline_from_disk_replaces_the_blank_tokenizer(tmp_path):
+    import spacy
+
+    spacy.blank("en").to_disk(tmp_path / "pipeline")  # no parser: tokenizer with its exceptions only
+    doc = annotate("Dr. Smith doesn't like it.", spacy_model=str(tmp_path / "pipeline"))
+    assert doc.terms == "dr. smith like"  # the exception keeps "Dr." whole; the blank path gives "dr smith like"
+    assert annotate("Dr. Smith doesn't like it.").terms == "dr smith like"
+
+
+# --- real pages from the bundled sample ----------------------------------------------------------------------------
+
+SAMPLE_RECORDS = {  # record id -> language; UTF-8 pages (the sample also has EUC-KR Korean pages)
+    "<urn:uuid:8599ffce-a664-54cd-bc1c-1a6312522a20>": "en",  # Wikipedia: Diamond simulant
+    "<urn:uuid:b8884bb8-12ea-56c5-951e-630e98156a0c>": "de",  # Debian handbook
+    "<urn:uuid:2a0aa690-4eb3-59cd-91e1-b7617254f6b4>": "de",  # Apache httpd docs
+    "<urn:uuid:b34de423-1bea-545f-92dd-e61ee0f220e3>": "zh",  # Debian handbook
+    "<urn:uuid:e2bc19ae-66aa-534f-98d5-96003faecfb9>": "zh",
+    "<urn:uuid:f55cf9d0-68ef-56af-93a7-74022dbd2645>": "ko",  # Wikipedia "in the news" template
+    "<urn:uuid:2f4a78d3-3e87-586b-ba29-d23731d383e5>": "ko",  # Rust by example
+    "<urn:uuid:cb5d28ca-9fca-5466-8ecb-b0a1943404cc>": "ja",  # Apache httpd docs
+    "<urn:uuid:63f6e59a-9fe0-5991-a5ca-b4aa6cfed5d5>": "ja",  # Rust by example
+}
+WIKIPEDIA_ARTICLE = "<urn:uuid:8599ffce-a664-54cd-bc1c-1a6312522a20>"
+
+
+@pytest.fixture(scope="module")
+def sample_texts() -> dict[str, str]:
+    """record id -> text extracted with trafilatura from the bundled sample WARC."""
+    import trafilatura
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    manifest = {row["record_id"]: row for row in csv.DictReader(open(SAMPLE_DIR / "manifest.tsv"), delimiter="\t")}
+    assert all(manifest[r]["lang"] == lang for r, lang in SAMPLE_RECORDS.items())
+    texts = {}
+    with open(SAMPLE_DIR / "sample.warc.gz", "rb") as stream:
+        for record in ArchiveIterator(stream, record_types=WarcRecordType.response):
+            if record.record_id in SAMPLE_RECORDS:
+                html = record.reader.read().decode("utf-8", errors="replace")
+                texts[record.record_id] = trafilatura.extract(html, include_tables=True)
+    assert set(texts) == set(SAMPLE_RECORDS)
+    return texts
+
+
+def test_real_pages_in_five_languages_get_their_language_and_keyphrases(sample_texts):
+    annotator = Annotator(AnnotateConfig())
+    for record_id, lang in SAMPLE_RECORDS.items():
+        doc = annotator.annotate(Document(id=record_id, source="sample", offset=0, text=sample_texts[record_id]))
+        assert (doc.lang, record_id) == (lang, record_id)
+        assert doc.lang_score > 0.8
+        assert doc.signals["n_words"] > 50
+        assert doc.keyphrases and doc.terms
+
+
+def test_english_gopher_defaults_keep_a_real_wikipedia_article(sample_texts):
+    doc = annotate(sample_texts[WIKIPEDIA_ARTICLE])
+    assert check(doc, FilterConfig(languages=["en"])) is None
+    terms = doc.terms.split()
+    assert len(terms) > 1000
+    assert not {"the", "and", "of", "a", ",", ".", "(", ")"} & set(terms)
+    assert all(any(c.isalnum() for c in term) for term in terms)
+    assert "diamond simulant" in [p for p, _ in doc.keyphrases[:3]]
+
+
+def test_filters_would_drop_the_article_for_the_wrong_language(sample_texts):
+    doc = annotate(sample_texts[WIKIPEDIA_ARTICLE])
+    reason, detail = check(doc, FilterConfig(languages=["de"]))
+    assert (reason, detail) == ("language_not_allowed", "lang='en' not in languages=['de']")
+
+
+def test_tokens_of_each_sample_language_contain_no_whitespace_or_empty_terms(sample_texts):
+    for record_id, lang in itertools.islice(SAMPLE_RECORDS.items(), 1, None):
+        terms = annotate(sample_texts[record_id]).terms
+        assert "" not in terms.split(" "), lang
