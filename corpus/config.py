@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Section(BaseModel):
@@ -18,6 +18,28 @@ class IngestConfig(Section):
     content_types: list[str] = Field(
         default_factory=lambda: ["text/html", "application/xhtml+xml", "text/plain"],
         description="Payload MIME types that go on to extraction; others are rejected as `unsupported_content_type`.",
+    )
+    format: str = Field(
+        "auto",
+        pattern="^(auto|warc|arc|jsonl|parquet|arrow|html|text)$",
+        description="Reader for every input: auto (by file name, then by the first bytes), or one of warc, arc, jsonl, "
+        "parquet, arrow, html, text. With a fixed format a directory input reads all its (non-hidden) files.",
+    )
+    text_field: str = Field(
+        "text", min_length=1, description="JSONL field / table column holding the document text ('a.b' reaches into objects)."
+    )
+    url_field: str = Field("url", description="JSONL field / table column holding the URL; empty or absent: no URL.")
+    id_field: str = Field(
+        "id", description="JSONL field / table column holding the record id; absent: a hash of path and offset."
+    )
+    fetched_at_field: str = Field(
+        "", description="JSONL field / table column holding the fetch time (ISO 8601 or Unix seconds); empty: unknown."
+    )
+    text_is_html: bool = Field(
+        False, description="The text field holds HTML: extract it with trafilatura (default: plain text, passed through)."
+    )
+    files_per_unit: int = Field(
+        500, gt=0, description="HTML/text files per work unit (a unit also ends at `unit_bytes`)."
     )
 
 
@@ -72,12 +94,128 @@ class FilterConfig(Section):
         default_factory=lambda: ["zh", "ja", "th", "lo", "km", "my", "bo"],
         description="Languages written without spaces between words: word-length rules do not apply.",
     )
+    syllable_block_languages: list[str] = Field(
+        default_factory=lambda: ["ko"],
+        description="Languages written with spaces but in syllable blocks (Hangul), whose words average under 3 "
+        "characters: the mean-word-length rule does not apply (it dropped 4 of the 6 Korean sample pages).",
+    )
+    ngram_rules_for_unsegmented: bool = Field(
+        False,
+        description="Apply the top/duplicate n-gram rules to `unsegmented_languages` too. Their tokens are single "
+        "Han/kana characters or Thai phrases, not words: a repeated 5-character term is no boilerplate (with this on, "
+        "all Japanese sample pages are dropped).",
+    )
 
 
 class DedupConfig(Section):
+    """Exact and MinHash LSH deduplication (corpus/dedup/).
+
+    Texts are normalized (NFKC, casefold, whitespace collapsed). A document's shingles are its word `ngram`-grams
+    (character `char_ngram`-grams for texts mostly in scripts written without spaces). A MinHash signature keeps the
+    minimum of `num_perm` random permutations of the shingle hashes; two signatures agree in one position with
+    probability s, the Jaccard similarity of the shingle sets, so the share of agreeing positions estimates s with
+    standard error sqrt(s(1-s)/num_perm) (0.035 at s=0.8 with 128).
+
+    LSH cuts the signature into `bands` bands of `rows` rows; a pair becomes a candidate when all rows of at least
+    one band agree, with probability P(s) = 1 - (1 - s^rows)^bands, an S-curve whose steepest point is near
+    threshold ~ (1/bands)^(1/rows). bands = rows = 0 derives them from `threshold` and `num_perm` by minimizing the
+    weighted areas under the curve below the threshold (false candidates) and above it (missed pairs). With `verify`
+    on, every candidate pair is then checked against `threshold` by its estimated Jaccard, so false candidates only
+    cost a comparison and missed pairs weigh 0.95: for threshold 0.8 and 128 permutations that gives bands=16, rows=8,
+    (1/16)^(1/8) = 0.71, P(0.8) = 0.95, P(0.85) = 0.99, P(0.5) = 0.06. Without `verify` both weigh 0.5 and the curve
+    is centred on the threshold itself: bands=9, rows=13, (1/9)^(1/13) = 0.84, P(0.8) = 0.40, P(0.9) = 0.93.
+    `corpus.dedup.s_curve(bands, rows)` lists P(s) for other choices.
+    """
+
     enabled: bool = Field(True, description="false keeps duplicates.")
     exact: bool = Field(True, description="Drop documents whose normalized text equals an earlier one's.")
     threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity above which documents are near-duplicates.")
+    near: bool = Field(True, description="Drop near-duplicates found by MinHash LSH (estimated Jaccard >= `threshold`).")
+    url: bool = Field(
+        False,
+        description="Also drop documents whose normalized URL (scheme and host lower-cased, fragment dropped) equals an "
+        "earlier one's (`url_duplicate`).",
+    )
+    policy: str = Field(
+        "keep-first",
+        pattern="^(keep-first|keep-longest|drop-all)$",
+        description="Which document of a cluster stays: keep-first (first in input order), keep-longest (most "
+        "characters; ties: first), drop-all (none).",
+    )
+    num_perm: int = Field(
+        128, ge=16, le=1024, description="Permutations per MinHash signature (standard error of the Jaccard estimate: "
+        "sqrt(s(1-s)/num_perm))."
+    )
+    bands: int = Field(0, ge=0, description="LSH bands; 0 (with rows 0): derived from threshold and num_perm.")
+    rows: int = Field(0, ge=0, description="Signature rows per LSH band; 0 (with bands 0): derived from threshold and num_perm.")
+    ngram: int = Field(5, ge=1, description="Words per shingle.")
+    char_ngram: int = Field(
+        5, ge=1, description="Characters per shingle for texts mostly in scripts written without spaces (Han, kana, Thai, "
+        "Lao, Khmer, Myanmar, Tibetan)."
+    )
+    seed: int = Field(
+        1, ge=0, description="Seed of the permutations. Signatures made with another seed, num_perm, ngram or char_ngram "
+        "cannot be compared: an index built with other values is refused."
+    )
+    verify: bool = Field(
+        True, description="Check each LSH candidate pair's estimated Jaccard against `threshold` before clustering it."
+    )
+    index_path: str = Field(
+        "",
+        description="Folder of a dedup index shared between runs (doc ids, exact keys, signatures): a run is deduplicated "
+        "against every document indexed there before, without recomputing their signatures, and then added to it. "
+        "Empty: no shared index.",
+    )
+    workers: int = Field(0, ge=0, description="Threads of the global clustering step (band sorting, pair checks); 0: one per core.")
+
+    @model_validator(mode="after")
+    def _bands_fit_signature(self):
+        if (self.bands == 0) != (self.rows == 0):
+            raise ValueError("set both dedup.bands and dedup.rows, or leave both at 0 to derive them from the threshold")
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(
+                f"dedup.bands * dedup.rows = {self.bands * self.rows} exceeds dedup.num_perm = {self.num_perm}: "
+                "lower bands or rows, or raise num_perm"
+            )
+        return self
+
+
+class CrawlConfig(Section):
+    """`corpusforge crawl`: a polite crawler that writes WARC (see corpus/sources/crawl.py)."""
+
+    max_pages: int = Field(
+        100,
+        ge=0,
+        description="Stop after this many pages with a 2xx response, counting those already in the output's WARC "
+        "files (0 = no limit).",
+    )
+    max_depth: int = Field(1, ge=0, description="Links followed from the seeds: 0 fetches the seeds only.")
+    same_domain: bool = Field(True, description="Follow links only to the seeds' hosts and their subdomains.")
+    rate: float = Field(
+        1.0, gt=0, le=100, description="Requests per second per host (robots.txt Crawl-delay can only slow it down)."
+    )
+    allow_private: bool = Field(
+        False, description="Crawl hosts that resolve to private, loopback, link-local or other non-public addresses."
+    )
+    user_agent: str = Field(
+        "", description="User-Agent header; empty: corpusforge/<version> (+https://github.com/corpusforge/corpusforge)."
+    )
+    max_bytes: int = Field(
+        10 << 20, gt=0, description="Largest response body, measured after decompression; larger ones are dropped (`too_large`)."
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Total time for one request, from connecting to the last body byte.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Time to open a connection (at most `timeout_s`).")
+    max_redirects: int = Field(
+        5, ge=0, le=20, description="Redirect hops followed from one URL; each hop is checked like a new URL."
+    )
+    retries: int = Field(3, ge=0, le=10, description="Retries after 429, 502, 503, 504 or a network error.")
+    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles on each retry unless Retry-After asks for longer.")
+    max_retry_after_s: float = Field(
+        120.0, ge=0, description="A Retry-After longer than this gives the URL up instead of waiting."
+    )
+    max_crawl_delay_s: float = Field(
+        60.0, ge=0, description="Hosts whose robots.txt Crawl-delay is longer are skipped (`crawl_delay_too_long`)."
+    )
 
 
 class ShardConfig(Section):

@@ -8,18 +8,15 @@ that `in == out + dropped` can be checked per unit and merged per stage.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
-import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from corpus.config import AnnotateConfig, DedupConfig, ExtractConfig, FilterConfig, IngestConfig, ShardConfig
+from corpus.config import AnnotateConfig, ExtractConfig, FilterConfig, IngestConfig, ShardConfig
 from corpus.document import (
-    CLUSTERS_SCHEMA,
     DOCUMENT_SCHEMA,
     REJECTED_SCHEMA,
     Document,
@@ -27,7 +24,7 @@ from corpus.document import (
     rejected_table,
 )
 from corpus.manifest import LedgerEntry
-from corpus.shards import open_batches, read_table, write_stream
+from corpus.shards import open_batches, read_table
 
 WRITE_BATCH = 128
 
@@ -163,70 +160,7 @@ def filter_unit(cfg: FilterConfig, src: Path, out_path: Path, rejected_path: Pat
     return [entry]
 
 
-# --- dedup (exact) ---------------------------------------------------------------------------------------------------
-
-_SPACE = re.compile(r"\s+")
-
-
-def normalize_for_dedup(text: str) -> str:
-    """Case, Unicode form and whitespace do not make two documents different."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-
-
-def text_hash(text: str) -> str:
-    return hashlib.blake2b(normalize_for_dedup(text).encode(), digest_size=16).hexdigest()
-
-
-DEDUP_KEYS_SCHEMA = pa.schema([("doc_id", pa.string()), ("key", pa.string())])
-
-
-def dedup_keys_unit(cfg: DedupConfig, src: Path, out_path: Path) -> int:
-    """Exact-dedup keys of one unit, in document order: (doc_id, hash of normalized text)."""
-    ids, keys = [], []
-    for batch in open_batches(src):
-        ids.extend(batch.column("id").to_pylist())
-        keys.extend(text_hash(t) for t in batch.column("text").to_pylist())
-    return write_stream(out_path, DEDUP_KEYS_SCHEMA, [pa.table({"doc_id": ids, "key": keys}, schema=DEDUP_KEYS_SCHEMA)])
-
-
-def exact_clusters(key_files: Iterable[Path]) -> pa.Table:
-    """Group documents with the same key; the first in unit order is kept. Only groups of two or more are listed."""
-    first: dict[str, str] = {}
-    members: dict[str, list[str]] = {}
-    for path in key_files:
-        for batch in open_batches(path):
-            for doc_id, key in zip(batch.column("doc_id").to_pylist(), batch.column("key").to_pylist()):
-                if key in first:
-                    members.setdefault(key, [first[key]]).append(doc_id)
-                else:
-                    first[key] = doc_id
-    rows = {"doc_id": [], "cluster_id": [], "kept_id": [], "jaccard": []}
-    for key, ids in members.items():
-        for doc_id in ids:
-            rows["doc_id"].append(doc_id)
-            rows["cluster_id"].append(key)
-            rows["kept_id"].append(ids[0])
-            rows["jaccard"].append(1.0)
-    return pa.table(rows, schema=CLUSTERS_SCHEMA)
-
-
-def dedup_apply_unit(clusters_path: Path, src: Path, rejected_path: Path) -> list[LedgerEntry]:
-    """Reject the duplicates of one unit, each naming the document that was kept."""
-    entry = LedgerEntry("dedup")
-    t0 = time.perf_counter()
-    dropped = _duplicates(read_table(clusters_path))
-    with rejected_writer(rejected_path) as rejected:
-        for doc in iter_documents(src):
-            entry.in_ += 1
-            if doc.id in dropped:
-                cluster_id, kept_id = dropped[doc.id]
-                doc.cluster_id = cluster_id
-                entry.drop("exact_duplicate")
-                rejected.add(doc.to_rejected_row("dedup", "exact_duplicate", f"same normalized text as {kept_id}", kept_id))
-            else:
-                entry.out += 1
-    entry.seconds = time.perf_counter() - t0
-    return [entry]
+# --- shard -----------------------------------------------------------------------------------------------------------
 
 
 def _duplicates(clusters: pa.Table) -> dict[str, tuple[str, str]]:
@@ -236,9 +170,6 @@ def _duplicates(clusters: pa.Table) -> dict[str, tuple[str, str]]:
         d: (c, k)
         for d, c, k in zip(dup["doc_id"].to_pylist(), dup["cluster_id"].to_pylist(), dup["kept_id"].to_pylist())
     }
-
-
-# --- shard -----------------------------------------------------------------------------------------------------------
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Raw web text to a trained language model.")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # errors stay on one line, whole, for grep and logs
 
 
 @app.command()
@@ -64,8 +65,15 @@ def run(
         console.print(f"  to run: {', '.join(todo)}")
     start = time.time()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    with _progress() as report:
-        ledger = run_pipeline(cfg, from_stage, to_stage, force, report=report)
+    try:
+        with _progress() as report:
+            ledger = run_pipeline(cfg, from_stage, to_stage, force, report=report)
+    except Exception as err:
+        if os.environ.get("CORPUSFORGE_DEBUG"):
+            raise
+        console.print(f"[red]run failed:[/red] {type(err).__name__}: {err}")
+        console.print("Finished stages are kept; run the same command again to resume. CORPUSFORGE_DEBUG=1 shows the traceback.")
+        raise typer.Exit(1) from None
     _print_summary(ledger, time.time() - start)
 
 
@@ -112,6 +120,43 @@ def _print_summary(ledger: dict, seconds: float) -> None:
 
 
 @app.command()
+def crawl(
+    seeds: list[str] = typer.Argument(..., help="Start URLs (https:// is assumed when no scheme is given)."),
+    output: Path = typer.Option(..., "--output", help="Folder for the WARC files; a rerun resumes from them."),
+    max_pages: int = typer.Option(100, "--max-pages", help="Stop after this many pages (0 = no limit)."),
+    max_depth: int = typer.Option(1, "--max-depth", help="Links followed from the seeds (0: the seeds only)."),
+    same_domain: bool = typer.Option(True, "--same-domain/--any-domain", help="Follow links only within the seeds' hosts."),
+    rate: float = typer.Option(1.0, "--rate", help="Requests per second per host."),
+    allow_private: bool = typer.Option(False, "--allow-private", help="Allow private, loopback and link-local addresses."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its crawl: section gives the other settings."),
+) -> None:
+    """Crawl politely from seed URLs into WARC files that `corpusforge run --input DIR` reads."""
+    from flows.config import ConfigError, load_config
+
+    seeds = [s if "://" in s else f"https://{s.lstrip('/')}/" for s in seeds]
+    overrides = {"crawl": {"max_pages": max_pages, "max_depth": max_depth, "same_domain": same_domain, "rate": rate, "allow_private": allow_private}}
+    try:
+        cfg = load_config(config, overrides=overrides)
+    except ConfigError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    from corpus.sources.crawl import crawl as run_crawl
+
+    summary = run_crawl(seeds, output, cfg.crawl, log=console.print)
+    console.print(
+        f"fetched {summary['fetched']} responses ({summary['pages']} pages in all, {summary['from_archive']} from earlier WARC files) "
+        f"in {summary['seconds']:.1f} s -> {summary['warc'] or output}"
+    )
+    for reason, n in sorted(summary.get("skipped", {}).items()):
+        console.print(f"  skipped {reason}: {n}")
+    for host, message in summary.get("refused", {}).items():
+        console.print(f"  [yellow]refused[/yellow] {host}: {message}")
+    console.print(f"next: corpusforge run --input {output} --output runs/crawl")
+    if summary["pages"] == 0 and summary.get("refused"):
+        raise typer.Exit(1)
+
+
+@app.command()
 def inspect(
     target: Path = typer.Argument(..., help="A run directory or one Arrow shard."),
     sample: int = typer.Option(3, "--sample", help="Documents to show."),
@@ -135,6 +180,50 @@ def inspect(
         render(result, Console())
     if verify and result.get("verify", {}).get("problems"):
         raise typer.Exit(1)
+
+
+@app.command()
+def finetune(
+    model: Path = typer.Option(..., "--model", help="Checkpoint folder: a corpusforge model/ or any local transformers checkpoint."),
+    data: Path = typer.Option(..., "--data", help="Labelled CSV/TSV/JSONL/Parquet file."),
+    output: Path = typer.Option(..., "--output", help="Folder for the fine-tuned classifier and metrics.json."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out labelled file; default: a stratified split of --data."),
+    text_column: str = typer.Option("text", "--text-column", help="Column with the text."),
+    label_column: str = typer.Option("label", "--label-column", help="Column with the label."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a finetune key: finetune.epochs=2; repeatable."),
+) -> None:
+    """Fine-tune a checkpoint for sequence classification; prints accuracy and macro-F1 on held-out data."""
+    from flows.config import ConfigError, load_config
+
+    overrides = {
+        "finetune": {
+            "data": str(data),
+            "eval_data": str(eval_data or ""),
+            "text_column": text_column,
+            "label_column": label_column,
+            "model": str(model),
+        }
+    }
+    try:
+        cfg = load_config(sets=list(set_ or []), overrides=overrides)
+        for path in (model, data, eval_data):
+            if path is not None and not path.exists():
+                raise ConfigError(f"{path} does not exist")
+    except ConfigError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    from training.finetune import finetune as run_finetune
+
+    try:
+        metrics = run_finetune(cfg.finetune, model, output, log=console.print)
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+        f"majority baseline {metrics['majority_baseline']:.4f}  (train {metrics['n_train']}, eval {metrics['n_eval']})"
+    )
+    console.print(f"model and metrics.json in {output}")
 
 
 def main() -> None:  # pragma: no cover

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from corpus.config import (
     AnnotateConfig,
+    CrawlConfig,
     DedupConfig,
     ExtractConfig,
     FilterConfig,
@@ -50,6 +51,7 @@ class PipelineConfig(Section):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    crawl: CrawlConfig = Field(default_factory=CrawlConfig)
 
 
 class ConfigError(ValueError):
@@ -65,7 +67,7 @@ def preset_sample() -> dict:
         "ingest": {"unit_bytes": 1 << 20},
         "shard": {"val_fraction": 0.1},
         "tokenizer": {"vocab_size": 8192},
-        "pretrain": {"preset": "tiny", "max_steps": 300, "device": "auto"},
+        "pretrain": {"preset": "tiny", "max_steps": 300, "lr": 2e-3, "device": "auto", "log_every": 50},
     }
 
 

@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from corpus import stages as corpus_stages
+from corpus.shards import read_table
 from corpus.manifest import (
     MANIFEST,
     LedgerEntry,
@@ -169,10 +170,13 @@ def prefect_api() -> Iterator[None]:
     try:
         yield
     finally:
+        # Send queued logs and events while the server is still up, not into a closed port at exit.
         with contextlib.suppress(Exception):
-            from prefect.logging.handlers import APILogHandler
+            from prefect.events.worker import EventsWorker
+            from prefect.logging.handlers import APILogWorker
 
-            APILogHandler.flush()
+            APILogWorker.drain_all(timeout=5, at_exit=False)
+            EventsWorker.drain_all(timeout=5, at_exit=False)
         server.stop()
         os.environ.pop("PREFECT_API_URL", None)
 
@@ -276,18 +280,27 @@ def _upstream_files(run_dir: Path, dirname: str, pattern: str = "*.arrow") -> li
     return [run_dir / dirname / f.path for f in manifest.files if Path(f.path).match(pattern)]
 
 
+def _crawl_url_lists(cfg: PipelineConfig, run_dir: Path) -> list[str]:
+    from corpus.sources.crawl import crawl_url_lists
+
+    return crawl_url_lists(input_paths(cfg), run_dir / "crawl", cfg.crawl, log=log.warning)
+
+
 def run_extract(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> None:
-    from corpus.sources import plan_units
+    from corpus.sources import plan_units, url_list_inputs
 
     run_dir = Path(cfg.output)
-    units = plan_units(input_paths(cfg), cfg.ingest)
+    inputs = input_paths(cfg)
+    if url_list_inputs(inputs):  # network I/O is its own task, retried on its own; a resumed crawl refetches nothing
+        inputs = _task(_crawl_url_lists, "crawl-url-lists", retries=2)(cfg, run_dir)
+    units = plan_units(inputs, cfg.ingest)
     out = StageOutput(run_dir, "extract", "extracted")
     calls = [
         (unit, cfg.ingest, cfg.extract, cfg.annotate, out.out / f"part-{i:05d}.arrow", out.rejected / f"part-{i:05d}.arrow")
         for i, unit in enumerate(units)
     ]
     ledger = merge_ledgers(_map_units("extract", corpus_stages.extract_unit, calls, report))
-    out.commit(_manifest(planned, ledger, {"units": len(units), "inputs": input_paths(cfg)}))
+    out.commit(_manifest(planned, ledger, {"units": len(units), "inputs": inputs}))
 
 
 def run_filter(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> None:
@@ -300,23 +313,29 @@ def run_filter(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> N
 
 
 def run_dedup(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> None:
+    """Keys and signatures per unit in parallel, clusters over all of them at once, then one filter pass per unit."""
+    from corpus import dedup
+    from corpus.shards import write_table
+
     run_dir = Path(cfg.output)
     parts = _upstream_files(run_dir, "filtered")
     out = StageOutput(run_dir, "dedup", "dedup")
     keys_dir = out.out / "keys"
     keys_dir.mkdir()
+    index_dir = Path(cfg.dedup.index_path) if cfg.dedup.index_path else None
+    key_files = [keys_dir / p.name for p in parts]
+    if cfg.dedup.enabled:
+        _map_units("dedup-keys", dedup.keys_unit, [(cfg.dedup, p, k) for p, k in zip(parts, key_files)], report)
+    clusters = dedup.build_clusters(cfg.dedup, key_files if cfg.dedup.enabled else [], index_dir)
     clusters_path = out.out / "clusters.arrow"
-    if cfg.dedup.enabled and cfg.dedup.exact:
-        _map_units("dedup-keys", corpus_stages.dedup_keys_unit, [(cfg.dedup, p, keys_dir / p.name) for p in parts], report)
-        clusters = corpus_stages.exact_clusters(sorted(keys_dir.glob("*.arrow")))
-    else:
-        clusters = corpus_stages.exact_clusters([])
-    from corpus.shards import write_table
-
     write_table(clusters_path, clusters)
     calls = [(clusters_path, p, out.rejected / p.name) for p in parts]
-    ledger = merge_ledgers(_map_units("dedup", corpus_stages.dedup_apply_unit, calls, report))
-    out.commit(_manifest(planned, ledger, {"clusters": clusters.num_rows and len(set(clusters["cluster_id"].to_pylist()))}))
+    ledger = merge_ledgers(_map_units("dedup", dedup.apply_unit, calls, report))
+    n_clusters = len(set(clusters["cluster_id"].to_pylist()))
+    out.commit(_manifest(planned, ledger, {"clusters": n_clusters, "index": str(index_dir) if index_dir else None}))
+    if index_dir is not None and cfg.dedup.enabled:
+        # Only after the commit: an index must never hold documents of a run that did not finish.
+        dedup.update_index(cfg.dedup, [run_dir / "dedup" / "keys" / p.name for p in parts], index_dir, read_table(run_dir / "dedup" / "clusters.arrow"))
 
 
 def run_shard(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> None:
@@ -347,7 +366,7 @@ def run_tokenizer(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -
     n_docs = read_manifest(run_dir / "documents").rows
     out = StageOutput(run_dir, "tokenizer", "tokenizer")
     (info,) = _map_units("tokenizer", _train_tokenizer, [(cfg, shards, out.out)], report)
-    ledger = [LedgerEntry("tokenizer", n_docs, n_docs)]
+    ledger = [LedgerEntry("tokenizer", n_docs, n_docs, seconds=time.time() - out.started)]
     out.commit(_manifest(planned, ledger, {"tokenizer": info}))
 
 
@@ -362,7 +381,7 @@ def run_tokens(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> N
     docs = {split: sum(r["docs"][split] for r in results) for split in ("train", "val")}
     tokens = {split: sum(r["tokens"][split] for r in results) for split in ("train", "val")}
     n_in = read_manifest(run_dir / "documents").rows
-    entry = LedgerEntry("tokens", n_in, docs["train"] + docs["val"])
+    entry = LedgerEntry("tokens", n_in, docs["train"] + docs["val"], seconds=time.time() - out.started)
     out.commit(_manifest(planned, [entry], {"docs": docs, "tokens": tokens}))
 
 
@@ -376,9 +395,10 @@ def run_pretrain(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) ->
     run_dir = Path(cfg.output)
     model_dir = run_dir / "model"
     _prepare_resumable_dir(model_dir, planned.fingerprint)
+    started = time.time()
     (metrics,) = _map_units("pretrain", _pretrain, [(cfg, run_dir, model_dir)], report)
     docs = read_manifest(run_dir / "tokens").extra["docs"]
-    entry = LedgerEntry("pretrain", docs["train"], docs["train"])
+    entry = LedgerEntry("pretrain", docs["train"], docs["train"], seconds=time.time() - started)
     _commit_in_place(model_dir, _manifest(planned, [entry], {"metrics": metrics}))
 
 
@@ -392,9 +412,11 @@ def run_finetune(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) ->
     run_dir = Path(cfg.output)
     out_dir = run_dir / "finetune"
     _prepare_resumable_dir(out_dir, planned.fingerprint)
+    started = time.time()
     (metrics,) = _map_units("finetune", _finetune, [(cfg, run_dir, out_dir)], report)
     n = int(metrics.get("n_train", 0)) + int(metrics.get("n_eval", 0))
-    _commit_in_place(out_dir, _manifest(planned, [LedgerEntry("finetune", n, n)], {"metrics": metrics}))
+    entry = LedgerEntry("finetune", n, n, seconds=time.time() - started)
+    _commit_in_place(out_dir, _manifest(planned, [entry], {"metrics": metrics}))
 
 
 STEP_RUNNERS = {

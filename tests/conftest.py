@@ -11,3 +11,19 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real test data not found at {path} (set CORPUSFORGE_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One run of the `tiny` preset over the bundled sample (real pages), shared by the end-to-end tests."""
+    import time
+
+    from flows.config import load_config
+    from flows.pipeline import run_pipeline
+
+    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = load_config(preset="tiny", environ={}, overrides={"output": str(run), "runner": {"workers": 2}})
+    start = time.time()
+    ledger = run_pipeline(cfg)
+    return cfg, run, ledger, time.time() - start

@@ -101,13 +101,13 @@ def test_inputs_expand_directories_and_globs_and_name_bad_paths(tmp_path):
     write_warc(tmp_path / "a.warc.gz", [warc_record(1, http_response(PAGE))], gz=True)
     (tmp_path / "sub").mkdir()
     write_warc(tmp_path / "sub" / "b.warc", [warc_record(2, http_response(PAGE))], gz=False)
-    (tmp_path / "notes.txt").write_text("not an archive")
+    (tmp_path / "notes.md").write_text("not an archive")
     assert expand_inputs([str(tmp_path)]) == [str(tmp_path / "a.warc.gz"), str(tmp_path / "sub" / "b.warc")]
     assert expand_inputs([str(tmp_path / "*.warc.gz")]) == [str(tmp_path / "a.warc.gz")]
     with pytest.raises(ValueError, match="missing.warc.gz.*does not exist"):
         plan_units([str(tmp_path / "missing.warc.gz")], IngestConfig())
-    with pytest.raises(ValueError, match="notes.txt.*unknown format"):
-        plan_units([str(tmp_path / "notes.txt")], IngestConfig())
+    with pytest.raises(ValueError, match="notes.md.*unknown format"):
+        plan_units([str(tmp_path / "notes.md")], IngestConfig())
     with pytest.raises(ValueError, match="matches no file"):
         plan_units([str(tmp_path / "*.arc")], IngestConfig())
 

@@ -1,0 +1,123 @@
+"""End to end: the `tiny` preset over real pages (the bundled sample), through Prefect, to a checkpoint."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from corpus.shards import count_rows, read_table
+from flows.config import load_config
+from flows.pipeline import plan, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+def _rows(paths):
+    return sum(count_rows(p) for p in paths)
+
+
+def test_every_stage_runs_and_the_ledger_balances(tiny_run):
+    cfg, run, ledger, _ = tiny_run
+    names = [s["name"] for s in ledger["stages"]]
+    assert names == ["ingest", "extract", "annotate", "filter", "dedup", "shard", "tokenizer", "tokens", "pretrain"]
+    for stage in ledger["stages"]:
+        assert stage["in"] == stage["out"] + sum(stage["dropped"].values()), stage
+    by_name = {s["name"]: s for s in ledger["stages"]}
+    assert by_name["ingest"]["in"] > 0
+    # consecutive stages hand over every record they kept
+    for a, b in zip(names[:6], names[1:6]):
+        assert by_name[a]["out"] == by_name[b]["in"], (a, b)
+    on_disk = json.loads((run / "manifest.json").read_text())
+    assert on_disk["stages"] == ledger["stages"]
+    assert set(on_disk["outputs"]) >= {"documents", "tokenizer", "tokens", "model"}
+
+
+def test_every_input_record_ends_in_documents_or_rejected(tiny_run):
+    _, run, ledger, _ = tiny_run
+    documents = _rows(sorted((run / "documents").glob("*.arrow")))
+    rejected = read_table_all(run / "rejected")
+    ingest_in = ledger["stages"][0]["in"]
+    assert documents > 0
+    assert documents + rejected.num_rows == ingest_in
+    assert set(rejected.column("reason").to_pylist()) <= {
+        reason for s in ledger["stages"] for reason in s["dropped"]
+    }
+    assert all(rejected.column("stage").to_pylist()) and all(rejected.column("reason").to_pylist())
+
+
+def read_table_all(directory: Path):
+    import pyarrow as pa
+
+    from corpus.document import REJECTED_SCHEMA
+
+    tables = [read_table(p) for p in sorted(directory.rglob("*.arrow"))]
+    return pa.concat_tables(tables) if tables else REJECTED_SCHEMA.empty_table()
+
+
+def test_documents_carry_annotations_and_a_split(tiny_run):
+    _, run, _, _ = tiny_run
+    import datasets
+
+    docs = datasets.load_dataset("arrow", data_files=str(run / "documents" / "*.arrow"), split="train")
+    assert len(docs) > 0
+    row = docs[0]
+    assert row["text"] and row["lang"] and row["id"] and row["url"].startswith("http")
+    assert row["split"] in ("train", "val")
+    assert row["signals"]["n_words"] > 0
+    assert any(d["keyphrases"] for d in docs)
+    assert set(docs["split"]) == {"train", "val"}
+
+
+def test_outputs_load_with_transformers_and_datasets(tiny_run):
+    _, run, _, _ = tiny_run
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run / "tokenizer")
+    ids = tok("Hello world, this is corpusforge.")["input_ids"]
+    assert tok.decode(ids) == "Hello world, this is corpusforge."
+    tokens = datasets.Dataset.from_file(str(sorted((run / "tokens" / "train").glob("*.arrow"))[0]))
+    assert tokens[0]["input_ids"][-1] == tok.convert_tokens_to_ids("<|endoftext|>")
+    model = AutoModelForCausalLM.from_pretrained(run / "model")
+    assert model.config.vocab_size >= len(tok)
+    metrics = json.loads((run / "model" / "metrics.json").read_text())
+    assert metrics["final_val_loss"] < metrics["initial_val_loss"]
+
+
+def test_rerun_skips_every_finished_stage(tiny_run):
+    cfg, run, ledger, first_seconds = tiny_run
+    assert all(p.action == "skip" for p in plan(cfg) if p.action != "off")
+    start = time.time()
+    again = run_pipeline(cfg)
+    assert time.time() - start < 0.2 * first_seconds
+    assert again["stages"] == ledger["stages"]
+
+
+def test_refilter_does_not_reextract(tiny_run):
+    cfg, run, _, _ = tiny_run
+    extracted_before = (run / "extracted" / "manifest.json").read_text()
+    stricter = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"min_words": 400})})
+    actions = {p.step.name: p.action for p in plan(stricter)}
+    assert actions["extract"] == "skip" and actions["filter"] == "run"
+    ledger = run_pipeline(stricter, to_stage="shard")
+    assert (run / "extracted" / "manifest.json").read_text() == extracted_before
+    by_name = {s["name"]: s for s in ledger["stages"]}
+    assert by_name["filter"]["dropped"].get("gopher_min_words", 0) > 0
+    assert by_name["filter"]["in"] == by_name["filter"]["out"] + sum(by_name["filter"]["dropped"].values())
+
+
+def test_truncated_warc_keeps_records_before_the_damage(shared_data, tmp_path):
+    source = shared_data / "malformed" / "w02_truncated_mid_member.warc.gz"
+    cfg = load_config(
+        preset="tiny",
+        environ={},
+        overrides={"input": [str(source)], "output": str(tmp_path / "run"), "ingest": {"max_records": 0}},
+    )
+    ledger = run_pipeline(cfg, to_stage="shard")
+    assert ledger["errors"], "the damage must be recorded"
+    err = ledger["errors"][0]
+    assert err["path"].endswith("w02_truncated_mid_member.warc.gz") and isinstance(err["offset"], int)
+    assert ledger["stages"][0]["in"] > 0
+    for stage in ledger["stages"]:
+        assert stage["in"] == stage["out"] + sum(stage["dropped"].values())
