@@ -386,9 +386,10 @@ def run_tokens(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> N
 
 
 def _pretrain(cfg: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
-    from training.pretrain import pretrain
+    """In this worker on one device; as a torchrun subprocess (DDP) with its logs streamed here on several GPUs."""
+    from training.launch import pretrain_on_available_devices
 
-    return pretrain(cfg.pretrain, run_dir / "tokens", run_dir / "tokenizer", out_dir, resume=True, log=log.warning)
+    return pretrain_on_available_devices(cfg.pretrain, run_dir / "tokens", run_dir / "tokenizer", out_dir, log=log.warning, resume=True)
 
 
 def run_pretrain(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> None:

@@ -43,3 +43,12 @@ class FinetuneConfig(Section):
     max_length: int = Field(128, ge=8, description="Tokens per example.")
     max_train: int = Field(0, ge=0, description="Use at most this many training examples (0 = all).")
     seed: int = Field(0, description="Seed of splits and order.")
+    eval_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Share of `data` held out (stratified by label) as the dev set when `eval_data` is empty."
+    )
+    max_eval: int = Field(0, ge=0, description="Evaluate on at most this many dev examples, a stratified sample (0 = all).")
+    patience: int = Field(1, ge=1, description="Stop after this many epochs without a better dev accuracy.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to norms, biases, embeddings).")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up.")
+    grad_clip: float = Field(1.0, ge=0, description="Gradient norm clip (0 disables).")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto picks cuda when available.")

@@ -9,6 +9,11 @@
 
 `step` counts finished optimizer steps; a checkpoint at step S holds the weights after S updates, the sampler
 after S * grad_accum batches and every RNG, so a run resumed from it draws exactly what the killed run would have.
+
+Under torch.distributed (started by `training.launch`) every rank runs this same loop on a DDP-wrapped model:
+all ranks draw the same global batch of world_size * batch_size windows from one seeded sampler and each keeps
+its own slice (so the data order, and a checkpoint's sampler state, do not depend on the rank), gradients are
+averaged by DDP, and rank 0 alone logs and writes checkpoints and metrics.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import importlib.util
 import json
 import math
+import os
 import platform
 import random
 import time
@@ -95,6 +101,10 @@ def pretrain(
     from transformers import AutoTokenizer
 
     started = time.time()
+    rank, world = _distributed()
+    is_main = rank == 0
+    if not is_main:
+        log = _silent  # one rank speaks for all
     tokens_dir, tokenizer_dir, out_dir = Path(tokens_dir), Path(tokenizer_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
@@ -106,13 +116,15 @@ def pretrain(
     vocab_size = max(meta.vocab_size, len(tokenizer))
     data_id = {"tokenizer_sha256": meta.tokenizer_sha256, "train_tokens": len(train), "val_tokens": len(val)}
 
-    ckpt.remove_leftovers(out_dir)
-    if not resume:
-        ckpt.clear(out_dir)
+    if is_main:
+        ckpt.remove_leftovers(out_dir)
+        if not resume:
+            ckpt.clear(out_dir)
+    _barrier(world)  # the other ranks look for a checkpoint only after rank 0 has tidied the folder
     checkpoint = ckpt.load_latest(out_dir) if resume else None
     if checkpoint is not None:
         _check_resumable(checkpoint, cfg, data_id, log)
-    else:
+    elif is_main:
         (out_dir / "metrics.json").unlink(missing_ok=True)  # an earlier run's numbers must not pass for this one's
 
     # Everything random is seeded here; a resumed run overwrites these states from the checkpoint below.
@@ -122,7 +134,7 @@ def pretrain(
     optimizer = torch.optim.AdamW(
         param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=device == "cuda"
     )
-    sampler, eval_set = _data(cfg, train, val, meta, tokenizer, vocab_size)
+    sampler, eval_set = _data(cfg, train, val, meta, tokenizer, vocab_size, rank, world)
     start, history, timing = 0, [], {"seconds": 0.0, "tokens": 0}
     if checkpoint is not None:
         ckpt.restore_optimizer(checkpoint.path, optimizer)
@@ -130,21 +142,26 @@ def pretrain(
         ckpt.restore_rng(checkpoint)
         start, history, timing = checkpoint.state["step"], checkpoint.state["history"], checkpoint.state["timing"]
         log(f"resuming from {checkpoint.path} at step {start}")
-    ckpt.export_tokenizer(tokenizer_dir, out_dir)
+    if is_main:
+        ckpt.export_tokenizer(tokenizer_dir, out_dir)
 
     n_params = count_params(model)
     flops_token = flops_per_token(n_params, *shape_of(model), cfg.block_size)
     device_name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({platform.machine()})"
     peak = peak_flops(device_name) if device == "cuda" else None
-    tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum
+    if peak is not None:
+        peak *= world  # tokens/s counts every rank's tokens
+    tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * world
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    forward = torch.compile(model) if cfg.compile else model
+    trained = model if world == 1 else _ddp(model, device)
+    forward = torch.compile(trained) if cfg.compile else trained
     log(
         f"pretrain {cfg.objective}/{cfg.preset}: {n_params / 1e6:.2f}M params, vocab {vocab_size} "
         f"(padded {model.config.vocab_size}), {len(train):,} train / {len(val):,} val tokens, device {device_name}"
+        + (f" x {world} ranks" if world > 1 else "")
     )
 
     def to_device(batch: dict[str, np.ndarray]) -> dict:
@@ -169,8 +186,8 @@ def pretrain(
         model.train()
         return total / max(count, 1)
 
-    jsonl = _open_jsonl(out_dir / "metrics.jsonl", history)
-    board = _tensorboard(out_dir)
+    jsonl = _open_jsonl(out_dir / "metrics.jsonl", history) if is_main else open(os.devnull, "w")  # noqa: SIM115
+    board = _tensorboard(out_dir) if is_main else None
     clock = _Throughput(timing)
 
     def record(entry: dict) -> None:
@@ -192,7 +209,7 @@ def pretrain(
                 bpb = bits_per_byte(val_loss, eval_set["tokens"], eval_set["bytes"]) if eval_set["bytes"] else None
                 record({"kind": "eval", "step": step, "val_loss": val_loss, "val_bits_per_byte": bpb})
                 log(f"step {step}/{cfg.max_steps} | val loss {val_loss:.4f}" + (f" | {bpb:.4f} bits/byte" if bpb else ""))
-                if step > 0:
+                if step > 0 and is_main:
                     state = {
                         "step": step,
                         "config": cfg.model_dump(),
@@ -203,6 +220,7 @@ def pretrain(
                     }
                     path = ckpt.save_checkpoint(out_dir, model, optimizer, state)
                     log(f"step {step}/{cfg.max_steps} | checkpoint {path}")
+                _barrier(world)  # no rank runs ahead of a checkpoint being written
                 clock.restart()
             if step == cfg.max_steps:
                 break
@@ -214,11 +232,13 @@ def pretrain(
 
             # 3. micro-steps: gradients of grad_accum batches summed, each scaled so the sum is their mean
             loss_total = torch.zeros((), device=device)
-            for _ in range(cfg.grad_accum):
+            for micro in range(cfg.grad_accum):
                 batch = to_device(sampler.next_batch())
-                loss_sum, n = run_model(batch)
-                loss = loss_sum / n.clamp(min=1)
-                (loss / cfg.grad_accum).backward()
+                # DDP averages gradients across ranks on the last micro-step only
+                with _no_sync(trained, micro < cfg.grad_accum - 1):
+                    loss_sum, n = run_model(batch)
+                    loss = loss_sum / n.clamp(min=1)
+                    (loss / cfg.grad_accum).backward()
                 loss_total += loss.detach()
 
             # 4. clip and step
@@ -230,6 +250,9 @@ def pretrain(
 
             # 5. log (reading the loss waits for the device, so only every log_every steps)
             if step == start or step % cfg.log_every == 0 or step == cfg.max_steps - 1:
+                if world > 1:  # the mean over ranks: the loss of the global batch
+                    torch.distributed.all_reduce(loss_total)
+                    loss_total /= world
                 train_loss = loss_total.item() / cfg.grad_accum
                 rate = clock.lap(discard=step == start)  # the first step of a session warms up (and compiles)
                 step_mfu = mfu(rate, flops_token, peak) if rate else None
@@ -268,9 +291,11 @@ def pretrain(
         "train_loss": [[e["step"], e["loss"]] for e in history if e["kind"] == "train"],
         "val_loss": [[e["step"], e["val_loss"]] for e in evals],
         "resumed_from_step": start if checkpoint is not None else None,
+        "world_size": world,
         "seconds": round(time.time() - started, 3),
     }
-    ckpt.write_json_atomic(out_dir / "metrics.json", metrics)
+    if is_main:
+        ckpt.write_json_atomic(out_dir / "metrics.json", metrics)
     log(
         f"pretrain done: val loss {metrics['initial_val_loss']:.4f} -> {metrics['final_val_loss']:.4f}"
         + (f", {metrics['val_bits_per_byte']:.4f} bits/byte" if metrics["val_bits_per_byte"] else "")
@@ -316,11 +341,21 @@ def _masking(cfg: PretrainConfig, tokenizer, vocab_size: int) -> Masking:
     return Masking(cfg.mask_prob, tokenizer.mask_token_id, tokenizer.pad_token_id, vocab_size, specials)
 
 
-def _data(cfg: PretrainConfig, train: TokenStream, val: TokenStream, meta: TokenShardMeta, tokenizer, vocab_size: int):
+def _data(
+    cfg: PretrainConfig,
+    train: TokenStream,
+    val: TokenStream,
+    meta: TokenShardMeta,
+    tokenizer,
+    vocab_size: int,
+    rank: int = 0,
+    world: int = 1,
+):
     """The training sampler and the fixed evaluation set (batches, target tokens, UTF-8 bytes they spell)."""
     n_eval = cfg.eval_batches * cfg.batch_size
+    global_batch = cfg.batch_size * world
     if cfg.objective == "causal":
-        sampler = CausalSampler(train, cfg.block_size, cfg.batch_size, cfg.seed)
+        sampler = _slice_for_rank(CausalSampler(train, cfg.block_size, global_batch, cfg.seed), rank, world)
         windows = eval_windows(val, cfg.block_size, n_eval)  # (n_eval, T+1)
         # Bytes of the predicted tokens, decoded once: bits per byte compares models across tokenizers.
         n_bytes = sum(
@@ -331,11 +366,69 @@ def _data(cfg: PretrainConfig, train: TokenStream, val: TokenStream, meta: Token
         return sampler, {"batches": batches, "tokens": windows[:, 1:].size, "bytes": n_bytes}
     masking = _masking(cfg, tokenizer, vocab_size)
     train_windows = document_windows(train, meta.eos_id, cfg.block_size)
-    sampler = MaskedSampler(train, train_windows, cfg.block_size, cfg.batch_size, masking, cfg.seed)
+    sampler = _slice_for_rank(MaskedSampler(train, train_windows, cfg.block_size, global_batch, masking, cfg.seed), rank, world)
     val_windows = document_windows(val, meta.eos_id, cfg.block_size)
     batches = masked_eval_batches(val, val_windows, cfg.block_size, cfg.batch_size, cfg.eval_batches, masking, cfg.seed + 1)
     # A masked LM's loss is not a code length of the text, so it has no bits per byte.
     return sampler, {"batches": batches, "tokens": 0, "bytes": 0}
+
+
+# --- several processes (torch.distributed, started by training.launch) ------------------------------------------
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size): (0, 1) unless a process group is initialized."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
+
+
+def _ddp(model, device: str):
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
+
+
+def _no_sync(trained, skip_sync: bool):
+    """DDP's no_sync() on micro-steps whose gradients are only accumulated; a no-op without DDP."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return trained.no_sync() if skip_sync and isinstance(trained, DistributedDataParallel) else contextlib.nullcontext()
+
+
+class _RankSlice:
+    """A sampler drawing world * B rows per batch, seen by one rank as its own B rows.
+
+    Every rank runs the same seeded sampler, so all draw the same global batches (those of one process with
+    batch world * B) and the state rank 0 checkpoints is every rank's state.
+    """
+
+    def __init__(self, sampler, rank: int, world: int):
+        self.sampler, self.rank, self.world = sampler, rank, world
+
+    def next_batch(self) -> dict[str, np.ndarray]:
+        batch = self.sampler.next_batch()
+        rows = len(next(iter(batch.values()))) // self.world
+        return {k: v[self.rank * rows : (self.rank + 1) * rows] for k, v in batch.items()}
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+
+
+def _slice_for_rank(sampler, rank: int, world: int):
+    return sampler if world == 1 else _RankSlice(sampler, rank, world)
 
 
 class _Throughput:
