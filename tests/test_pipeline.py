@@ -121,3 +121,18 @@ def test_truncated_warc_keeps_records_before_the_damage(shared_data, tmp_path):
     assert ledger["stages"][0]["in"] > 0
     for stage in ledger["stages"]:
         assert stage["in"] == stage["out"] + sum(stage["dropped"].values())
+
+
+def test_finetune_stage_runs_when_a_labelled_set_is_configured(tiny_run, shared_data, tmp_path):
+    cfg, run, _, _ = tiny_run
+    data = shared_data / "classification" / "sst2-glue" / "train.tsv"
+    with_finetune = cfg.model_copy(
+        update={"finetune": cfg.finetune.model_copy(update={"data": str(data), "text_column": "sentence", "max_train": 600, "max_eval": 200, "epochs": 1})}
+    )
+    actions = {p.step.name: p.action for p in plan(with_finetune)}
+    assert actions["finetune"] == "run" and actions["pretrain"] == "skip"
+    ledger = run_pipeline(with_finetune)
+    stage = ledger["stages"][-1]
+    assert stage["name"] == "finetune" and stage["in"] == stage["out"] > 0
+    assert set(stage["metrics"]) >= {"accuracy", "macro_f1", "majority_baseline", "n_train", "n_eval"}
+    assert (run / "finetune" / "metrics.json").is_file()
