@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from corpus.manifest import MANIFEST, read_manifest, verify
@@ -58,6 +59,7 @@ def _inspect_run(run: Path, sample: int, why: str | None, do_verify: bool) -> di
         for reason, n in stage.get("dropped", {}).items():
             drops[f"{stage['name']}/{reason}"] = n
     result = {
+        "schemas": _schemas(run),
         "run": str(run),
         "stages": ledger.get("stages", []),
         "errors": ledger.get("errors", []),
@@ -72,6 +74,22 @@ def _inspect_run(run: Path, sample: int, why: str | None, do_verify: bool) -> di
         problems = [p for name in RUN_DIRS if (run / name / MANIFEST).is_file() for p in verify(run / name)]
         result["verify"] = {"ok": not problems, "problems": problems}
     return result
+
+
+def _schemas(run: Path) -> dict:
+    """Column -> type of the first shard of documents/ and tokens/, with nested types shown short."""
+    out = {}
+    for name, pattern in (("documents", "documents/*.arrow"), ("tokens", "tokens/train/*.arrow"), ("rejected", "rejected/*/*.arrow")):
+        first = next(iter(sorted(run.glob(pattern))), None)
+        if first is not None:
+            out[name] = {f.name: _short_type(f.type) for f in read_schema(first)}
+    return out
+
+
+def _short_type(t) -> str:
+    if pa.types.is_struct(t):
+        return f"struct<{t.num_fields} fields>" if t.num_fields > 3 else str(t)
+    return str(t)
 
 
 def _sample_documents(run: Path, n: int) -> list[dict]:
@@ -160,10 +178,8 @@ def render(result: dict, console) -> None:
     for name, d in result["directories"].items():
         dirs.add_row(name, str(d["files"]), str(d["rows"]), f"{d['bytes'] / 1e6:.1f}")
     console.print(dirs)
-    docs = result["directories"].get("documents")
-    if docs:
-        console.print("[bold]documents schema[/bold]")
-        console.print(docs["schema"])
+    for name, fields in result.get("schemas", {}).items():
+        console.print(f"[bold]{name} schema[/bold]  " + ", ".join(f"{f}: {t}" for f, t in fields.items()))
     tokens = result["directories"].get("tokens")
     if tokens and tokens.get("extra"):
         console.print(f"[bold]tokens[/bold] {tokens['extra']}")
