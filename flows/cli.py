@@ -226,6 +226,27 @@ def finetune(
     console.print(f"model and metrics.json in {output}")
 
 
+export_app = typer.Typer(no_args_is_help=True, help="Write a run's outputs in other tools' formats.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("tokens")
+def export_tokens(
+    run_dir: Path = typer.Argument(..., help="Run directory with tokens/."),
+    format: str = typer.Option(..., "--format", help="nanogpt (train.bin/val.bin) or megatron (.bin/.idx)."),
+    output: Path = typer.Option(..., "--output", help="Folder for the exported files."),
+) -> None:
+    """Export the token shards for nanoGPT or Megatron-LM."""
+    from tokenizer.export import export_tokens as run_export
+
+    try:
+        summary = run_export(run_dir, format, output)
+    except (ValueError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    console.print(json.dumps(summary, indent=2, default=str))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -67,7 +67,7 @@ def preset_sample() -> dict:
         "ingest": {"unit_bytes": 1 << 20},
         "shard": {"val_fraction": 0.1},
         "tokenizer": {"vocab_size": 8192},
-        "pretrain": {"preset": "tiny", "max_steps": 300, "lr": 2e-3, "device": "auto", "log_every": 50},
+        "pretrain": {"preset": "tiny", "max_steps": 500, "lr": 3e-3, "device": "auto", "log_every": 50, "eval_every": 250},
     }
 
 
