@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, and bench/tokenizer.py would shadow the package.
+# Run as a script, this file's folder comes first on sys.path, and a bench script named like a package would shadow it.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402

@@ -37,6 +37,22 @@ SIGNAL_FIELDS: list[tuple[str, pa.DataType]] = [
     ("dup_8gram_char_frac", pa.float32()),
     ("dup_9gram_char_frac", pa.float32()),
     ("dup_10gram_char_frac", pa.float32()),
+    # C4 (corpus/annotate/signals.py): line rules as fractions of lines, page rules as flags
+    ("c4_terminal_punct_line_frac", pa.float32()),
+    ("c4_few_words_line_frac", pa.float32()),
+    ("c4_javascript_line_frac", pa.float32()),
+    ("c4_policy_line_frac", pa.float32()),
+    ("c4_lorem_ipsum", pa.bool_()),
+    ("c4_curly_brace", pa.bool_()),
+    # FineWeb
+    ("fineweb_line_punct_frac", pa.float32()),
+    ("fineweb_short_line_frac", pa.float32()),
+    ("fineweb_char_dup_frac", pa.float32()),
+    ("fineweb_newline_ratio", pa.float32()),
+    # PII replaced by placeholders in `text` (corpus/annotate/pii.py); null when PII replacement is off
+    ("pii_emails", pa.int64()),
+    ("pii_ips", pa.int64()),
+    ("pii_phones", pa.int64()),
 ]
 SIGNAL_NAMES = [name for name, _ in SIGNAL_FIELDS]
 SIGNALS_TYPE = pa.struct(SIGNAL_FIELDS)

@@ -96,21 +96,32 @@ def extract_unit(
     annotator = Annotator(annotate)
     with document_writer(out_path) as kept, rejected_writer(rejected_path) as rejected, Extractor(extract) as extractor:
         records = read_unit(unit, ingest, ledger["ingest"].errors)
+
+        def to_extract():
+            """The unit's documents; ingest rejections are written on the way."""
+            while True:
+                t0 = time.perf_counter()
+                record = next(records, None)
+                timers["ingest"] += time.perf_counter() - t0
+                if record is None:
+                    return
+                ledger["ingest"].in_ += 1
+                if isinstance(record, Rejection):
+                    _reject(ledger, rejected, record.doc, record.stage, record.reason, record.detail)
+                    continue
+                ledger["ingest"].out += 1
+                ledger["extract"].in_ += 1
+                yield record
+
+        # extract_many keeps the next page in the extraction child while this process annotates the current one.
+        results = extractor.extract_many(to_extract())
         while True:
-            t0 = time.perf_counter()
-            record = next(records, None)
-            timers["ingest"] += time.perf_counter() - t0
-            if record is None:
+            t0, ingest_before = time.perf_counter(), timers["ingest"]
+            result = next(results, None)
+            # what this process waited for extraction (the reading done inside next() is ingest's)
+            timers["extract"] += time.perf_counter() - t0 - (timers["ingest"] - ingest_before)
+            if result is None:
                 break
-            ledger["ingest"].in_ += 1
-            if isinstance(record, Rejection):
-                _reject(ledger, rejected, record.doc, record.stage, record.reason, record.detail)
-                continue
-            ledger["ingest"].out += 1
-            ledger["extract"].in_ += 1
-            t0 = time.perf_counter()
-            result = extractor.extract(record)
-            timers["extract"] += time.perf_counter() - t0
             if isinstance(result, Rejection):
                 _reject(ledger, rejected, result.doc, result.stage, result.reason, result.detail)
                 continue

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,7 +43,25 @@ from corpus.manifest import (
 )
 from flows.config import PipelineConfig, to_yaml
 
-log = logging.getLogger("corpusforge")
+
+
+def progress(message: str) -> None:
+    """A progress line of a long stage (crawl, pretrain): printed on stderr whatever Prefect's log level, and sent
+    to the Prefect run's log (shown in the UI when the user's Prefect logs at INFO)."""
+    progress_log = logging.getLogger("corpusforge.progress")
+    if not progress_log.handlers:  # once per process: workers are separate processes
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s | %(message)s", datefmt="%H:%M:%S"))
+        progress_log.addHandler(handler)
+        progress_log.setLevel(logging.INFO)
+        progress_log.propagate = False  # Prefect's root handler would print it a second time
+    progress_log.info(message)
+    try:
+        from prefect.logging import get_run_logger
+
+        get_run_logger().info(message)
+    except Exception:  # outside a flow or task run (tests, library use): the stderr line is enough
+        pass
 
 STAGES = ["ingest", "extract", "annotate", "filter", "dedup", "shard", "tokenizer", "tokens", "pretrain", "finetune"]
 
@@ -283,7 +302,7 @@ def _upstream_files(run_dir: Path, dirname: str, pattern: str = "*.arrow") -> li
 def _crawl_url_lists(cfg: PipelineConfig, run_dir: Path) -> list[str]:
     from corpus.sources.crawl import crawl_url_lists
 
-    return crawl_url_lists(input_paths(cfg), run_dir / "crawl", cfg.crawl, log=log.warning)
+    return crawl_url_lists(input_paths(cfg), run_dir / "crawl", cfg.crawl, log=progress)
 
 
 def run_extract(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> None:
@@ -389,7 +408,7 @@ def _pretrain(cfg: PipelineConfig, run_dir: Path, out_dir: Path) -> dict:
     """In this worker on one device; as a torchrun subprocess (DDP) with its logs streamed here on several GPUs."""
     from training.launch import pretrain_on_available_devices
 
-    return pretrain_on_available_devices(cfg.pretrain, run_dir / "tokens", run_dir / "tokenizer", out_dir, log=log.warning, resume=True)
+    return pretrain_on_available_devices(cfg.pretrain, run_dir / "tokens", run_dir / "tokenizer", out_dir, log=progress, resume=True)
 
 
 def run_pretrain(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> None:

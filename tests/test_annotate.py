@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import corpus
-from corpus.annotate import Annotator
+from corpus.annotate import Annotator, extract_keyphrases
 from corpus.annotate.keyphrases import noun_chunk_spans, pagerank, rank_keyphrases, tight_hyphens
 from corpus.annotate.lang import identify_language
-from corpus.annotate.signals import line_signals, ngram_signals, word_signals
-from corpus.annotate.words import spacy_code, tokenizer_for
+from corpus.annotate.signals import line_signals, ngram_signals, word_signals, words_per_line
+from corpus.annotate.words import TokenView, spacy_code, tokenize, tokenizer_for
 from corpus.config import AnnotateConfig, FilterConfig
 from corpus.document import SIGNAL_NAMES, Document
 from corpus.filters import check
@@ -66,6 +66,74 @@ def test_signals_of_empty_text_are_none_where_undefined():
     assert signals["n_words"] == 0 and signals["n_lines"] == 0
     assert signals["mean_word_len"] is None and signals["dup_line_frac"] is None
     assert signals["top_2gram_char_frac"] is None and signals["dup_5gram_char_frac"] is None
+
+
+# --- C4 and FineWeb signals ------------------------------------------------------------------------------------
+
+WEB_PAGE = (
+    "A sentence that ends well.\n"
+    "Short line\n"
+    "Please enable JavaScript to view this site.\n"
+    "This site uses cookies.\n"
+    "The function f(x) returns {x}.\n"
+    "Lorem ipsum dolor sit amet.\n"
+    "Wait for it...\n"
+    "Short line\n"
+    'Quote at the end of this line: "yes"\n'
+    "See the notes.[1]"
+)
+
+
+def test_c4_and_fineweb_line_signals_of_a_small_page():
+    s = line_signals(WEB_PAGE)
+    # C4: ellipsis lines do not end a sentence, a trailing citation is cut first; FineWeb: the reverse of both
+    assert s["c4_terminal_punct_line_frac"] == 0.7
+    assert s["fineweb_line_punct_frac"] == 0.7
+    assert s["c4_few_words_line_frac"] == 0.2  # the two "Short line"s
+    assert s["c4_javascript_line_frac"] == 0.1 and s["c4_policy_line_frac"] == 0.1
+    assert s["c4_lorem_ipsum"] is True and s["c4_curly_brace"] is True
+    assert s["fineweb_short_line_frac"] == 0.8  # all but the two lines over 30 characters
+    assert s["fineweb_char_dup_frac"] == pytest.approx(10 / (len(WEB_PAGE) - 9))  # the second "Short line"
+
+
+def test_c4_page_flags_count_only_in_lines_c4_would_keep():
+    kept_lines_only = line_signals("lorem ipsum\nfn main() {\nuse {} in javascript code.\nAnd {x} here?")
+    assert kept_lines_only["c4_lorem_ipsum"] is False  # no sentence mark
+    assert kept_lines_only["c4_curly_brace"] is True  # the last line, not the code or javascript lines
+    assert line_signals("fn main() {\nuse {} in javascript code.")["c4_curly_brace"] is False
+
+
+def test_table_rows_end_with_their_last_cell_and_table_rules_are_no_lines():
+    table = "| Name | Note |\n|---|---|\n| Ann | Won the race. |\n| Bob | Lost |\n|:--|--:|"
+    s = line_signals(table)
+    assert s["n_lines"] == 3
+    assert s["fineweb_line_punct_frac"] == pytest.approx(1 / 3)
+    assert s["c4_terminal_punct_line_frac"] == pytest.approx(1 / 3)
+    assert s["dup_line_frac"] == 0.0
+
+
+def test_sentence_marks_of_other_scripts_end_lines():
+    s = line_signals("这是一个句子。\nهل هذا سؤال؟\nयह वाक्य है।\nno mark here")
+    assert s["c4_terminal_punct_line_frac"] == 0.75 and s["fineweb_line_punct_frac"] == 0.75
+
+
+def test_words_per_line_come_from_the_tokenizer_for_unsegmented_text():
+    text = "这是一个句子。\n短\n\n日本語の文です。"
+    view = tokenize(tokenizer_for("zh"), text)
+    assert words_per_line(text, view.starts[view.is_word]).tolist() == [6, 1, 0, 7]
+    assert line_signals(text, view.starts[view.is_word])["c4_few_words_line_frac"] == pytest.approx(1 / 3)
+    assert line_signals(text)["c4_few_words_line_frac"] == 1.0  # whitespace alone sees one word per line
+
+
+def test_short_lines_count_han_kana_and_hangul_as_two_columns():
+    assert line_signals("这是一个比较长的中文句子，有二十个字左右。")["fineweb_short_line_frac"] == 0.0  # 21 wide
+    assert line_signals("这是一个句子。")["fineweb_short_line_frac"] == 1.0  # 7 wide = 14 columns
+    assert line_signals("x" * 30 + "\n" + "x" * 31)["fineweb_short_line_frac"] == 0.5
+
+
+def test_newline_ratio_is_newlines_per_word():
+    signals = word_signals("one two\nthree\n", np.array([3, 3, 5]), 3, None)
+    assert signals["fineweb_newline_ratio"] == pytest.approx(2 / 3)
 
 
 # --- n-gram signals ----------------------------------------------------------------------------------------------
@@ -163,6 +231,40 @@ def test_keyphrases_keep_hyphenated_words_and_drop_runs_longer_than_max_words():
     assert scores == sorted(scores, reverse=True) and all(isinstance(s, float) for s in scores)
 
 
+def test_extract_keyphrases_is_what_the_annotator_stores():
+    text = "Optimal ship control as a multi-step matrix game\nThe multi-step matrix game model describes ship control."
+    assert extract_keyphrases(text, "en", top_k=3) == annotate(text, keyphrases_top_k=3).keyphrases
+    assert [p for p, _ in extract_keyphrases("Die Katze sitzt auf der Matte und die Katze schläft.", "de")] == [
+        "katze sitzt", "katze schläft", "matte",
+    ]  # fmt: skip
+
+
+def test_pii_is_replaced_counted_and_kept_out_of_terms_and_keyphrases():
+    text = "Contact Jane at jane.doe@example.com or +44 20 7946 0958.\nServer 192.168.1.20 logs every request."
+    doc = annotate(text)
+    assert doc.text == "Contact Jane at <EMAIL> or <PHONE>.\nServer <IP> logs every request."
+    assert (doc.signals["pii_emails"], doc.signals["pii_ips"], doc.signals["pii_phones"]) == (1, 1, 1)
+    assert doc.terms == "contact jane server logs request"
+    assert not {"email", "phone", "ip"} & {word for phrase, _ in doc.keyphrases for word in phrase.split()}
+    assert doc.signals["n_words"] == 8  # the placeholders are not words
+
+
+def test_pii_off_keeps_the_text_and_leaves_the_counts_unknown():
+    text = "Write to jane.doe@example.com today."
+    doc = annotate(text, pii=False)
+    assert doc.text == text
+    assert (doc.signals["pii_emails"], doc.signals["pii_ips"], doc.signals["pii_phones"]) == (None, None, None)
+    only_email = annotate("Mail jane@example.com or call +1 (555) 123-4567.", pii_kinds=["email"])
+    assert only_email.text == "Mail <EMAIL> or call +1 (555) 123-4567."
+    assert (only_email.signals["pii_emails"], only_email.signals["pii_phones"]) == (1, None)
+
+
+def test_pii_in_the_title_is_replaced_too():
+    doc = Document(id="t", source="test", offset=0, title="Mail jane@example.com", text="Nothing here.")
+    doc = Annotator(AnnotateConfig(pii_placeholders={"email": "[email]"})).annotate(doc)
+    assert doc.title == "Mail [email]" and doc.signals["pii_emails"] == 1
+
+
 def test_keyphrases_top_k_zero_disables_them():
     assert annotate("Optimal ship control as a multi-step matrix game", keyphrases_top_k=0).keyphrases == []
 
@@ -253,7 +355,12 @@ def test_noun_chunks_of_a_parsed_doc_are_trimmed_to_content_words():
     )  # fmt: skip
     content = np.array([False, True, True, True])
     assert noun_chunk_spans(doc, content) == [(1, 3)]
-    extra = rank_keyphrases(doc, np.arange(4, dtype=np.uint64), content, np.zeros(4, bool), 5, 1, [(1, 3)])
+    view = TokenView(
+        doc=doc, text=doc.text, lower=np.arange(4, dtype=np.uint64), lengths=np.array([len(w) for w in words]),
+        starts=np.array([t.idx for t in doc]), is_word=np.ones(4, bool), has_letter=np.ones(4, bool),
+        followed_by_space=np.ones(4, bool), is_stop=~content, has_stopwords=True,
+    )  # fmt: skip
+    extra = rank_keyphrases(view, content, np.zeros(4, bool), 5, 1, [(1, 3)])
     assert [p for p, _ in extra] == []  # max_words=1: the 3-word run and the 2-word chunk are both too long
 
 

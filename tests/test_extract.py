@@ -1,15 +1,20 @@
 """Decoding page bytes to text, and trafilatura in a child process with caps, timeouts and restarts."""
 
 import codecs
+import gzip
+import importlib.util
+import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from corpus.config import ExtractConfig, IngestConfig
 from corpus.document import Document
-from corpus.extract import Extractor, _child_main, count_start_tags
+from corpus import extract as extract_module
+from corpus.extract import Extractor, _child_main, count_start_tags, title_and_date
 from corpus.sources import Rejection, plan_units, read_unit
 from corpus.sources.decode import decode_html, declared_meta_charset, resolve_charset, sniff_binary, web_codec
 
@@ -251,5 +256,209 @@ def test_a_trafilatura_exception_is_reported_not_raised(monkeypatch):
 
     monkeypatch.setattr(trafilatura, "bare_extraction", boom)
     conn = FakeConn([("<p>x</p>", "https://example.org/"), None])
-    _child_main(conn, {"include_comments": False})
+    _child_main(conn, "trafilatura", {"text": {"include_comments": False}, "date": None})
     assert conn.sent == [("ready",), ("error", "RecursionError: maximum recursion depth exceeded")]
+
+
+# --- one page in flight: extract_many ---------------------------------------------------------------------------------
+
+RUST_ITER = "https://doc.rust-lang.org/std/iter/index.html"
+RUST_POINTERS = "https://doc.rust-lang.org/book/ch15-00-smart-pointers.html"
+DEBIAN_ZH = "https://debian-handbook.info/browse/zh-CN/stable/sect.regular-upgrades.html"
+
+
+def mixed_stream(sample_docs) -> list[Document]:
+    """HTML pages for the child between documents the parent settles alone (text/plain, binary, oversized)."""
+    return [
+        fresh(sample_docs[RUST_ITER]),
+        page(b"plain words", content_type="text/plain"),
+        page(b"%PDF-1.7 not html"),
+        fresh(sample_docs[DEBIAN_ZH]),
+        fresh(sample_docs[RUST_POINTERS]),
+        page(b" " * 100, content_type="text/plain"),
+    ]
+
+
+def outcome(result) -> tuple:
+    if isinstance(result, Rejection):
+        return ("rejected", result.reason)
+    return ("kept", result.url, result.text[:80], result.title, result.date)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_extract_many_keeps_input_order_and_matches_extract(extractor, sample_docs, overlap):
+    one_by_one = [outcome(extractor.extract(doc)) for doc in mixed_stream(sample_docs)]
+    assert [o[0] for o in one_by_one] == ["kept", "kept", "rejected", "kept", "kept", "rejected"]
+    assert one_by_one[1][2] == "plain words" and one_by_one[2][1] == "binary_payload"
+    with Extractor(ExtractConfig(overlap=overlap)) as ex:
+        assert [outcome(r) for r in ex.extract_many(mixed_stream(sample_docs))] == one_by_one
+
+
+def test_a_stream_stopped_early_does_not_leak_its_page_into_the_next(sample_docs):
+    with Extractor(ExtractConfig()) as ex:
+        stream = ex.extract_many(fresh(sample_docs[url]) for url in (RUST_ITER, DEBIAN_ZH, RUST_POINTERS))
+        assert "Composable external iteration." in next(stream).text  # the Debian page is now in the child
+        stream.close()
+        after = ex.extract(fresh(sample_docs[RUST_POINTERS]))
+        assert after.url == RUST_POINTERS and "A pointer is a general concept" in after.text
+
+
+def test_a_result_that_arrived_in_time_counts_though_the_caller_was_slow(sample_docs):
+    """The timeout runs from the send: a caller busy longer than timeout_s does not turn a finished page into one."""
+    docs = [page(LITERAL_PAGE), page(LITERAL_PAGE)]
+    with Extractor(ExtractConfig(timeout_s=0.5)) as ex:
+        ex._start_child()
+        results = []
+        for result in ex.extract_many(docs):
+            if not results:
+                time.sleep(1.0)  # the second page is extracted (in ~10 ms) while we sleep past its timeout
+            results.append(result)
+        assert [type(r) for r in results] == [Document, Document] and ex.restarts == 0
+
+
+def test_a_page_in_flight_times_out_and_the_stream_goes_on(sample_docs):
+    with Extractor(ExtractConfig(timeout_s=0.001)) as ex:
+        ex._start_child()
+        results = list(ex.extract_many([fresh(sample_docs[RUST_ITER]), page(b"plain", content_type="text/plain")]))
+        assert [outcome(r) for r in results] == [
+            ("rejected", "extraction_timeout"),
+            ("kept", "https://example.org/", "plain", "", ""),
+        ]
+        assert ex.restarts == 1
+
+
+# --- metadata ---------------------------------------------------------------------------------------------------------
+
+# Decomposed accents (e + U+0301) in the HTML; a <meta name="date"> for htmldate's fast search.
+LITERAL_PAGE = (
+    "<html><head><title>Cafe\u0301 &amp; cre\u0300me</title><meta name='date' content='2021-03-04'></head><body>"
+    "<nav><a href='/'>Home</a></nav><article><h1>Cafe\u0301 cre\u0300me</h1>"
+    "<p>Le cafe\u0301 du coin sert une cre\u0300me bru\u0302le\u0301e excellente tous les matins de la semaine.</p>"
+    "<p>Les habitue\u0301s viennent pour le cafe\u0301 et restent pour la conversation avec le patron.</p>"
+    "<table><tr><td>Prix du cafe\u0301 : deux euros</td></tr></table></article>"
+    "<footer>Mentions le\u0301gales</footer></body></html>"
+).encode()
+
+
+def test_text_and_title_come_out_composed_with_the_date_from_markup(extractor):
+    result = extractor.extract(page(LITERAL_PAGE))
+    assert result.text == (
+        "Caf\u00e9 cr\u00e8me\n"
+        "Le caf\u00e9 du coin sert une cr\u00e8me br\u00fbl\u00e9e excellente tous les matins de la semaine.\n"
+        "Les habitu\u00e9s viennent pour le caf\u00e9 et restent pour la conversation avec le patron.\n"
+        "| Prix du caf\u00e9 : deux euros |"
+    )
+    assert (result.title, result.date) == ("Caf\u00e9 cr\u00e8me", "2021-03-04")
+
+
+def test_date_search_off_leaves_the_date_empty():
+    with Extractor(ExtractConfig(date_search="off")) as ex:
+        result = ex.extract(page(LITERAL_PAGE))
+    assert (result.title, result.date) == ("Caf\u00e9 cr\u00e8me", "")
+
+
+def test_title_and_date_are_what_trafilatura_metadata_gives(shared_data, sample_docs):
+    """Our title/date shortcut against trafilatura's full `extract_metadata`, on real pages with and without dates."""
+    from trafilatura.metadata import extract_metadata
+    from trafilatura.utils import load_html
+
+    root = shared_data / "extraction" / "trafilatura-eval"
+    evaldata = json.loads((root / "evaldata.json").read_text(encoding="utf-8"))
+    first = list(evaldata.items())[:30]
+    files = [(root / d / f"{item['file']}.gz", url) for url, item in first for d in ("cache", "eval")]
+    pages = [(decode_html(gunzip(path)), url) for path, url in files if path.exists()]
+    pages += [(decode_html(sample_docs[url].raw, sample_docs[url].charset), url) for url in (RUST_ITER, DEBIAN_ZH)]
+    fast = {"original_date": True, "extensive_search": False}
+    dated = 0
+    for html, url in pages:
+        full = extract_metadata(load_html(html), url or None, {**fast, "max_date": "2100-01-01"})
+        title, date = title_and_date(load_html(html), url, fast)
+        assert (title, date) == (full.title or "", full.date or "")
+        dated += bool(date)
+    assert dated >= 10  # the comparison covers found dates, not only empty ones
+
+
+def gunzip(path: Path) -> bytes:
+    return gzip.decompress(path.read_bytes())
+
+
+# --- the resiliparse backend ------------------------------------------------------------------------------------------
+
+
+def test_a_missing_backend_package_names_the_extra(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "resiliparse" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ImportError, match=r"pip install 'corpusforge\[resiliparse\]'"):
+        Extractor(ExtractConfig(backend="resiliparse"))
+
+
+def test_a_backend_that_fails_to_load_in_the_child_says_so(monkeypatch):
+    def broken(options):
+        raise ImportError("libsomething.so: cannot open shared object file")
+
+    monkeypatch.setitem(extract_module.PAGE_EXTRACTORS, "resiliparse", broken)
+    conn = FakeConn([])
+    _child_main(conn, "resiliparse", {})
+    assert conn.sent == [("failed", "ImportError: libsomething.so: cannot open shared object file")]
+
+
+def test_unknown_backends_are_refused_by_the_config():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="backend"):
+        ExtractConfig(backend="readability")
+
+
+@pytest.fixture(scope="module")
+def resiliparse_extractor():
+    if importlib.util.find_spec("resiliparse") is None:
+        pytest.skip("resiliparse is not installed (pip install 'corpusforge[resiliparse]')")
+    with Extractor(ExtractConfig(backend="resiliparse")) as ex:
+        yield ex
+
+
+@pytest.mark.parametrize(
+    "url, sentence, title",
+    [
+        (RUST_ITER, "Composable external iteration.", "std::iter - Rust"),
+        (DEBIAN_ZH, "Debian 发行版永远处于动态、持续变化中。", "6.8.\u00a0保持系统在最新状态"),
+    ],
+)
+def test_resiliparse_extracts_main_text_and_the_html_title(resiliparse_extractor, sample_docs, url, sentence, title):
+    result = resiliparse_extractor.extract(fresh(sample_docs[url]))
+    assert sentence in result.text
+    assert (result.title, result.date, result.raw) == (title, "", None)
+    assert_clean(result.text)
+
+
+def test_resiliparse_follows_the_table_and_comment_options(resiliparse_extractor):
+    result = resiliparse_extractor.extract(page(LITERAL_PAGE))
+    assert result.text.endswith("avec le patron.\n\nPrix du caf\u00e9 : deux euros")
+    assert result.title == "Caf\u00e9 & cr\u00e8me" and "Mentions" not in result.text
+    with Extractor(ExtractConfig(backend="resiliparse", include_tables=False)) as ex:
+        assert ex.extract(page(LITERAL_PAGE)).text.endswith("avec le patron.")
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("h12_png_labelled_html.html", "binary_payload"),
+        ("h14_empty.html", "empty_extraction"),
+        ("h11_only_scripts_styles.html", "empty_extraction"),
+    ],
+)
+def test_resiliparse_rejects_like_trafilatura(shared_data, resiliparse_extractor, name, reason):
+    result = resiliparse_extractor.extract(page((shared_data / "malformed" / name).read_bytes()))
+    assert (result.stage, result.reason) == ("extract", reason)
+
+
+def test_resiliparse_stuck_on_deep_nesting_is_a_timeout_and_the_child_is_replaced(shared_data, resiliparse_extractor):
+    """resiliparse 2.0 does not return within 10 s on 100,000 nested divs (trafilatura's lxml gives up at depth 256)."""
+    with Extractor(ExtractConfig(backend="resiliparse", timeout_s=1.0)) as ex:
+        result = ex.extract(page((shared_data / "malformed" / "h08_nested_div_100k.html").read_bytes()))
+        assert (result.reason, ex.restarts) == ("extraction_timeout", 1)
+        assert ex.extract(page(LITERAL_PAGE)).title == "Caf\u00e9 & cr\u00e8me"  # a fresh child answers the next page

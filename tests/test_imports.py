@@ -23,7 +23,7 @@ def _loaded(modules):
     [
         ["corpus", "corpus.document", "corpus.manifest", "corpus.stages", "corpus.shards", "corpus.config"],
         ["corpus.sources", "corpus.extract", "corpus.annotate", "corpus.filters"],
-        ["tokenizer", "tokenizer.train", "tokenizer.encode", "tokenizer.evaluate"],
+        ["tokenizer", "tokenizer.train", "tokenizer.encode", "tokenizer.evaluate", "tokenizer.export"],
     ],
 )
 def test_corpus_and_tokenizer_import_neither_prefect_nor_torch(modules):

@@ -1,6 +1,7 @@
 """End to end: the `tiny` preset over real pages (the bundled sample), through Prefect, to a checkpoint."""
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -94,8 +95,17 @@ def test_rerun_skips_every_finished_stage(tiny_run):
     assert again["stages"] == ledger["stages"]
 
 
-def test_refilter_does_not_reextract(tiny_run):
-    cfg, run, _, _ = tiny_run
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    """A copy of the session's run, for tests that change it: the others must see its ledger as it was made."""
+    cfg, shared_run, _, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(shared_run, run)
+    return cfg.model_copy(update={"output": str(run)}), run
+
+
+def test_refilter_does_not_reextract(run_copy):
+    cfg, run = run_copy
     extracted_before = (run / "extracted" / "manifest.json").read_text()
     stricter = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"min_words": 400})})
     actions = {p.step.name: p.action for p in plan(stricter)}
@@ -123,12 +133,11 @@ def test_truncated_warc_keeps_records_before_the_damage(shared_data, tmp_path):
         assert stage["in"] == stage["out"] + sum(stage["dropped"].values())
 
 
-def test_finetune_stage_runs_when_a_labelled_set_is_configured(tiny_run, shared_data, tmp_path):
-    cfg, run, _, _ = tiny_run
+def test_finetune_stage_runs_when_a_labelled_set_is_configured(run_copy, shared_data):
+    cfg, run = run_copy
     data = shared_data / "classification" / "sst2-glue" / "train.tsv"
-    with_finetune = cfg.model_copy(
-        update={"finetune": cfg.finetune.model_copy(update={"data": str(data), "text_column": "sentence", "max_train": 600, "max_eval": 200, "epochs": 1})}
-    )
+    finetune = cfg.finetune.model_copy(update={"data": str(data), "text_column": "sentence", "max_train": 600, "max_eval": 200, "epochs": 1})
+    with_finetune = cfg.model_copy(update={"finetune": finetune})
     actions = {p.step.name: p.action for p in plan(with_finetune)}
     assert actions["finetune"] == "run" and actions["pretrain"] == "skip"
     ledger = run_pipeline(with_finetune)

@@ -19,7 +19,7 @@ from corpus.document import Document, documents_to_table, tokens_schema
 from corpus.shards import read_table, sha256_file, write_stream, write_table
 from tokenizer.config import TokenizerConfig, TokensConfig
 from tokenizer.encode import encode_shard, load_tokenizer, token_stream
-from tokenizer.evaluate import bytes_per_token, round_trip_failures
+from tokenizer.evaluate import bytes_per_token, fertility, round_trip_failures, word_units
 from tokenizer.train import SPECIAL_TOKENS, chunk_text, eligible_bytes, sample_texts, train_tokenizer
 
 VOCAB = 1000
@@ -132,6 +132,38 @@ def test_bytes_per_token(trained, held_out):
     assert bytes_per_token(tokenizer, ["🦀"]) == 1.0
     # 1000 tokens learned from 400 KB of one novel halve the length of held-out Moby-Dick + WikiText (2.10 here).
     assert 2.0 < bytes_per_token(tokenizer, held_out) < 3.0
+
+
+def test_word_units_count_characters_of_unsegmented_scripts():
+    assert word_units("Hello, world.") == 2  # punctuation stays with its word
+    assert word_units("a\tb\nc  d ") == 4 and word_units("") == 0 and word_units(" \n ") == 0
+    assert word_units("東京は大きい") == 6  # kanji and hiragana: one unit per character
+    assert word_units("iPhoneを買った") == 5  # "iPhone" + 4 characters
+    assert word_units("クロノたちが13年ぶりに再会！") == 14  # 12 kana/kanji, the runs "13" and "！"
+    assert word_units("สวัสดีครับ") == 10  # Thai: code points, combining vowel marks included
+    assert word_units("한국어 문단입니다.") == 2  # Korean separates words with spaces
+
+
+def test_fertility_pinned_on_gpt2(shared_data):
+    from tokenizers import Tokenizer
+
+    gpt2 = Tokenizer.from_file(str(shared_data / "tokenizers" / "gpt2" / "hf-format" / "tokenizer.json"))
+    # "Hello" "," " world" "." : 4 tokens for 2 words.
+    assert fertility(gpt2, ["Hello, world."]) == 2.0
+    # 8 tokens ("token" "izer" split) for 6 words.
+    assert fertility(gpt2, ["The tokenizer splits unbelievably long words."]) == 8 / 6
+    # 8 byte-level tokens for 6 characters; over both texts the ratio is of the sums: (4 + 8) / (2 + 6).
+    assert fertility(gpt2, ["東京は大きい"]) == 8 / 6
+    assert fertility(gpt2, ["Hello, world.", "東京は大きい"]) == 1.5
+    assert fertility(gpt2, []) == 0.0 and fertility(gpt2, ["", " "]) == 0.0
+
+
+def test_fertility_of_the_small_tokenizer_on_held_out_english(trained, held_out):
+    tokenizer = _tokenizer(trained[0])
+    # 1000 tokens learned from one novel: common words whole, the rest in pieces (2.55 here).
+    assert 2.2 < fertility(tokenizer, held_out) < 2.9
+    # Every word of an unseen script falls apart into byte tokens: ~3 per CJK character.
+    assert fertility(tokenizer, ["中文段落没有空格分隔词语"]) > 2.5
 
 
 def test_text_without_whitespace_trains_in_seconds(shared_data, tmp_path):

@@ -382,3 +382,31 @@ def test_masked_objective_trains_roberta_on_document_windows(corpus, tmp_path):
     assert metrics["val_bits_per_byte"] is None
     model = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "mlm"))
     assert type(model).__name__ == "RobertaForMaskedLM"
+
+
+@pytest.mark.parametrize("architecture", ["roberta", "bert"])
+def test_masked_loss_on_target_positions_equals_the_loss_over_full_logits(architecture):
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from training.model import MaskedLoss, build_masked_lm, lm_loss
+
+    torch.manual_seed(0)
+    if architecture == "roberta":
+        model = build_masked_lm("tiny", vocab_size=300, block_size=32, eos_id=0, pad_id=1)
+    else:  # a user's BERT checkpoint names its head `cls`, not `lm_head`
+        model = BertForMaskedLM(BertConfig(vocab_size=320, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=128))
+    model.eval()
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 300, size=(3, 32))
+    attention = np.ones_like(ids)
+    attention[2, 20:] = 0
+    ids[2, 20:] = 1
+    batch = mask_tokens(ids, attention, rng, Masking(0.15, mask_id=2, pad_id=1, vocab_size=300, special_ids=(0, 1, 2)))
+    batch = {k: torch.from_numpy(v) for k, v in batch.items()}
+    with torch.no_grad():
+        sparse_sum, sparse_n = MaskedLoss(model)(**batch)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        full_sum, full_n = lm_loss(logits, batch["labels"])
+    assert int(sparse_n) == int(full_n) == int((batch["labels"] != IGNORE_INDEX).sum()) > 0
+    assert float(sparse_sum) == pytest.approx(float(full_sum), rel=1e-5)

@@ -1,18 +1,22 @@
 """WARC/ARC reading: record counts on real archives, unit planning that never loses or repeats a record,
 damaged files that are reported and resumed, and the per-record checks (size, encoding, binary, status)."""
 
+import codecs
 import gzip
 import pickle
+import re
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from fastwarc.warc import ArchiveIterator, WarcRecord
 
 from corpus.config import IngestConfig
 from corpus.document import Document
-from corpus.sources import Rejection, WorkUnit, expand_inputs, plan_units, read_unit
-from corpus.sources.warc import dechunk, parse_content_type, undo_content_encoding
+from corpus.sources import Rejection, WorkUnit, decode, expand_inputs, plan_units, read_unit
+from corpus.sources.decode import CONTROL_FREE_CODECS, decode_html, has_c0_bytes, strip_controls, utf8_has_controls
+from corpus.sources.warc import _warc_date, dechunk, parse_content_type, undo_content_encoding
 
 SAMPLE = Path(__file__).resolve().parents[1] / "corpus" / "sample_data" / "sample.warc.gz"
 
@@ -330,3 +334,97 @@ def test_helpers_on_literals():
     assert undo_content_encoding(brotli.compress(gzip.compress(b"z")), "gzip, br", 100) == b"z"
     with pytest.raises(Exception, match="exceeds 10 bytes"):
         undo_content_encoding(gzip.compress(b"z" * 11), "gzip", 10)
+
+
+# --- fast paths of read and decode (bench/warc_read.py): each answers what the slow, obvious way answers --------------
+
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def test_control_scans_on_literals():
+    assert [b for b in range(256) if has_c0_bytes(bytes([b]))] == [*range(9), 11, 12, *range(14, 32), 127]
+    assert not has_c0_bytes(b"") and not has_c0_bytes(b"<p>tab\tLF\nCR\r</p>") and has_c0_bytes(b"<p>\x1b[31m</p>")
+    assert utf8_has_controls("x\u0085y".encode()) and utf8_has_controls("\u009f".encode())
+    assert not utf8_has_controls("¶ no-break\u00a0space © ¿".encode())
+    assert not utf8_has_controls(b"\xc2\xc2\xa0") and utf8_has_controls(b"\xc2\xc2\x85")  # C2 right after C2
+    assert not utf8_has_controls(b"\xc2")  # a truncated C2 at the end is not a control
+    assert decode_html("<p>a\x00b\u0085c¶\u00a0d\x7f</p>".encode()) == "<p>abc¶\u00a0d</p>"  # removed as bytes
+    cyrillic = "<p>Привет, мир</p>"  # windows-1251 maps no byte to a control: its bytes are scanned, not the text
+    assert decode_html(cyrillic.encode("cp1251"), "windows-1251") == cyrillic
+    assert decode_html(cyrillic.replace(",", ",\x1b\x00").encode("cp1251"), "windows-1251") == cyrillic
+
+
+def test_utf8_control_scan_agrees_with_the_regex_over_every_byte_pair():
+    """Every one- and two-byte string (and each after a page of text): the byte scan says what the regex says."""
+    page = "<p>ordinary text, ¶ and no-break\u00a0spaces</p>\n".encode() * 100
+    for first in range(256):
+        for second in range(256):
+            raw = bytes([first, second])
+            expected = CONTROL_CHARS.search(raw.decode("utf-8", "replace")) is not None
+            assert utf8_has_controls(raw) == expected, raw
+            if second % 37 == 0:
+                assert utf8_has_controls(page + raw) == expected, raw
+    assert strip_controls("é\x85" * 2000 + "\ud800") == "é" * 2000  # a long text with a lone surrogate
+
+
+def test_control_free_codecs_never_decode_a_high_byte_or_sequence_to_a_control():
+    """For these codecs decode_html trusts a scan of the page's bytes: check every one- and two-byte sequence."""
+    sequences = [bytes([b]) for b in range(0x80, 0x100)]
+    sequences += [bytes([lead, b]) for lead in range(0x80, 0x100) for b in range(256)]
+    for codec in sorted(CONTROL_FREE_CODECS):
+        for raw in sequences:
+            try:
+                text = raw.decode(codec)
+            except UnicodeDecodeError:
+                continue
+            assert CONTROL_CHARS.search(text) is None or has_c0_bytes(raw), (codec, raw)
+    # and the codecs left out really do produce C1 controls
+    assert CONTROL_CHARS.search(b"\x85".decode("iso8859-1"))
+    assert CONTROL_CHARS.search(b"\x81\x30\x81\x30".decode("gb18030"))
+
+
+def test_sniff_binary_by_first_byte_matches_trying_every_magic_in_order():
+    def slow_sniff(raw: bytes) -> str:
+        for magic, name in decode._BINARY_MAGIC:
+            if raw.startswith(magic):
+                if name == "bmp" and not (len(raw) > 14 and raw[6:10] == b"\x00\x00\x00\x00"):
+                    continue
+                if name == "exe" and b"\x00" not in raw[2:64]:
+                    continue
+                return name
+        return "iso-media" if raw[4:8] == b"ftyp" else ""
+
+    heads = [magic + tail for magic, _ in decode._BINARY_MAGIC for tail in (b"", b"\x00" * 70, b"words " * 12)]
+    heads += [b"<!doctype html>", b"", b"B", b"BMW", b"MZ\x00", b"\x00\x00\x00\x18ftypmp42", codecs.BOM_UTF8 + b"<p>"]
+    assert [decode.sniff_binary(h) for h in heads] == [slow_sniff(h) for h in heads]
+
+
+def test_warc_date_fast_path_agrees_with_fastwarc():
+    with open(SAMPLE, "rb") as f:
+        records = [(r.headers.get("WARC-Date"), r.record_date) for r in ArchiveIterator(f, parse_http=False)]
+    assert len(records) == 510
+    for text, parsed in records:
+        assert _warc_date(None, text) == parsed  # the fast path never asks the record
+    # other forms take the general path: fastwarc, then fromisoformat
+    for text, expected in [
+        ("2024-02-30T10:00:00Z", None),  # the right shape, an impossible day
+        ("2024-05-18T10:00:00.25Z", datetime(2024, 5, 18, 10, 0, 0, 250000, tzinfo=timezone.utc)),
+        ("2024-05-18T10:00:00+02:00", datetime(2024, 5, 18, 8, tzinfo=timezone.utc)),
+        ("2008-10-294T05:21:46-0700", None),  # ClueWeb09
+    ]:
+        record = WarcRecord()
+        record.headers.append("WARC-Date", text)
+        assert _warc_date(record, text) == expected, text
+
+
+def test_records_of_one_gzip_member_share_its_offset(tmp_path):
+    """Several records in one member: each is read (fastwarc reuses one record object), keyed by the member."""
+    records = [warc_record(i, http_response(PAGE, "Content-Type: text/html")) for i in range(4)]
+    members = [gzip.compress(records[0]), gzip.compress(b"".join(records[1:3])), gzip.compress(records[3])]
+    path = tmp_path / "multi.warc.gz"
+    path.write_bytes(b"".join(members))
+    for unit_bytes in (1, 1 << 30):
+        items = read_all([path], IngestConfig(unit_bytes=unit_bytes))
+        offsets = [0, len(members[0]), len(members[0]), len(members[0]) + len(members[1])]
+        assert [(outcome(i)[0][-1], i.offset) for i in items] == list(zip("0123", offsets))
+        assert all(i.raw == PAGE for i in items)

@@ -142,3 +142,37 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, t
         logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="sum"
     )
     return loss_sum, (labels != -100).sum()
+
+
+
+class CausalLoss(nn.Module):
+    """The training objective as a module, so that DDP and torch.compile wrap the loss with the model."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return lm_loss(self.model(input_ids=input_ids).logits, labels)
+
+
+class MaskedLoss(nn.Module):
+    """Masked-LM loss with the prediction head run at the target positions only (sparse prediction, as in
+    MosaicBERT): about 15% of the positions are targets, and the head's projection onto the vocabulary is most of
+    a small model's compute, so computing logits that the loss ignores would triple the cost of a step."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.encoder = getattr(model, model.base_model_prefix)  # RobertaModel or BertModel
+        self.head = model.lm_head if hasattr(model, "lm_head") else model.cls  # RoBERTa or BERT naming
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        targets = labels != -100
+        return lm_loss(self.head(hidden[targets]), labels[targets])
+
+
+def objective_loss(model: nn.Module, objective: str) -> nn.Module:
+    """The module whose forward(**batch) returns (summed cross-entropy in nats, target tokens) for the objective."""
+    return CausalLoss(model) if objective == "causal" else MaskedLoss(model)

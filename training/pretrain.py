@@ -53,8 +53,8 @@ from training.model import (
     build_masked_lm,
     count_params,
     flops_per_token,
-    lm_loss,
     mfu,
+    objective_loss,
     param_groups,
     peak_flops,
     shape_of,
@@ -156,7 +156,8 @@ def pretrain(
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    trained = model if world == 1 else _ddp(model, device)
+    loss_module = objective_loss(model, cfg.objective)
+    trained = loss_module if world == 1 else _ddp(loss_module, device)
     forward = torch.compile(trained) if cfg.compile else trained
     log(
         f"pretrain {cfg.objective}/{cfg.preset}: {n_params / 1e6:.2f}M params, vocab {vocab_size} "
@@ -171,10 +172,8 @@ def pretrain(
         return tensors
 
     def run_model(batch: dict) -> tuple:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
         with autocast:
-            logits = forward(**inputs).logits  # (B, T, V)
-        return lm_loss(logits, batch["labels"])
+            return forward(**batch)  # (summed loss, target tokens)
 
     @torch.no_grad()
     def evaluate() -> float:

@@ -1,32 +1,89 @@
-"""Annotation of extracted documents: language, Gopher quality signals, the `terms` view and keyphrases.
+"""Annotation of extracted documents: PII replacement, language, quality signals, the `terms` view and keyphrases.
 
 An annotator only adds columns; keeping or dropping is `corpus.filters` (DESIGN.md section 1, STYLE.md: Dolma).
 Each document is tokenized once, by the spaCy tokenizer of its detected language (`corpus.annotate.words`); the
-signals, `terms` and keyphrase candidates are read from that one Doc through `Doc.to_array`, in bulk.
+signals, `terms` and keyphrase candidates are read from that one tokenization as arrays (`TokenView`).
+
+The steps, in order, are public functions so that `bench/annotate.py` can time each: `redact_pii`,
+`identify_language`, `tokenize`, `signals_of`, `terms_of`, `keyphrases_of`.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from corpus.annotate.keyphrases import noun_chunk_spans, rank_keyphrases, tight_hyphens
+from corpus.annotate.keyphrases import candidate_words, extract_keyphrases, keyphrases_of, noun_chunk_spans
 from corpus.annotate.lang import identify_language
+from corpus.annotate.pii import PII_KINDS, Redaction, redact
 from corpus.annotate.signals import line_signals, ngram_signals, word_signals
-from corpus.annotate.words import LanguageTokenizer, load_trained_pipeline, spacy_code, tokenizer_for
+from corpus.annotate.words import (
+    LanguageTokenizer,
+    TokenView,
+    load_trained_pipeline,
+    spacy_code,
+    tokenize,
+    tokenizer_for,
+)
 from corpus.config import AnnotateConfig
 from corpus.document import SIGNAL_NAMES, Document
 
-HYPHENS = ("-", "‐", "‑")
+__all__ = [
+    "PII_KINDS",
+    "Annotator",
+    "extract_keyphrases",
+    "identify_language",
+    "keyphrases_of",
+    "redact_pii",
+    "signals_of",
+    "terms_of",
+    "tokenize",
+]
+
+PII_SIGNALS = {"email": "pii_emails", "ip": "pii_ips", "phone": "pii_phones"}
+
+
+def redact_pii(doc: Document, cfg: AnnotateConfig) -> Redaction:
+    """Replace PII in the title and text by placeholders; the counts cover both, the spans are those in the text."""
+    placeholders = cfg.pii_placeholders
+    title = redact(doc.title, placeholders, cfg.pii_kinds)
+    body = redact(doc.text, placeholders, cfg.pii_kinds)
+    doc.title, doc.text = title.text, body.text
+    counts = {kind: title.counts[kind] + body.counts[kind] for kind in body.counts}
+    return Redaction(body.text, counts, body.spans)
+
+
+def signals_of(text: str, view: TokenView, pii_counts: dict[str, int] | None) -> dict:
+    """Every signal of SIGNAL_NAMES, in that order; the PII counts are None for kinds that were not replaced."""
+    words = view.is_word
+    n_stopwords = int((view.is_stop & words).sum()) if view.has_stopwords else None
+    signals = {
+        **line_signals(text, view.starts[words]),
+        **word_signals(text, view.lengths[words], int((view.has_letter & words).sum()), n_stopwords),
+        **ngram_signals(view.lower[words], view.lengths[words]),
+        **{name: (pii_counts or {}).get(kind) for kind, name in PII_SIGNALS.items()},
+    }
+    return {name: signals[name] for name in SIGNAL_NAMES}
+
+
+def terms_of(view: TokenView) -> str:
+    """Lowercased words without stop words and punctuation, space-separated."""
+    strings = view.doc.vocab.strings
+    return " ".join([strings[h] for h in view.lower[view.is_word & ~view.is_stop].tolist()])
 
 
 class Annotator:
-    """Fills lang, lang_score, signals, terms and keyphrases of documents; one per process, reused."""
+    """Fills lang, lang_score, signals, terms and keyphrases of documents; one per process, reused.
+
+    With `pii` on (the default), e-mail addresses, IP addresses and phone numbers in `text` (and `title`) are
+    replaced by placeholders first. This is the one annotation that rewrites `text`, against the rule that `text`
+    stays as extracted (DESIGN.md section 1): personal data must not reach the shards, the tokenizer or the model,
+    and replacing it before tokenizing means no derived view (signals, `terms`, keyphrases) sees it either.
+    Placeholder tokens are not words: they never enter `terms`, keyphrases or word counts.
+    """
 
     def __init__(self, cfg: AnnotateConfig):
         self.cfg = cfg
         self._trained: LanguageTokenizer | None = None
 
-    def _tokenizer(self, lang: str) -> LanguageTokenizer:
+    def tokenizer(self, lang: str) -> LanguageTokenizer:
         if self.cfg.spacy_model:
             if self._trained is None:
                 self._trained = load_trained_pipeline(self.cfg.spacy_model)
@@ -35,36 +92,15 @@ class Annotator:
         return tokenizer_for(lang)
 
     def annotate(self, doc: Document) -> Document:
-        from spacy.attrs import IS_STOP, LENGTH, LOWER, SPACY
-
-        text = doc.text
-        doc.lang, doc.lang_score = identify_language(text[: self.cfg.lang_chars])
-        tokenizer = self._tokenizer(doc.lang)
-        tokens = tokenizer(text)
-        columns = tokens.to_array([LOWER, LENGTH, IS_STOP, tokenizer.word_flag, tokenizer.letter_flag, SPACY])
-        lower = columns[:, 0]
-        lengths = columns[:, 1].astype(np.int64)
-        is_word = columns[:, 3] == 1
-        has_letter = columns[:, 4] == 1
-        followed_by_space = columns[:, 5] == 1
-        is_stop = (columns[:, 2] == 1) if tokenizer.has_stopwords else np.zeros(len(tokens), dtype=bool)
-
-        n_stopwords = int((is_stop & is_word).sum()) if tokenizer.has_stopwords else None
-        signals = {
-            **line_signals(text),
-            **word_signals(text, lengths[is_word], int((has_letter & is_word).sum()), n_stopwords),
-            **ngram_signals(lower[is_word], lengths[is_word]),
-        }
-        doc.signals = {name: signals[name] for name in SIGNAL_NAMES}
-
-        strings = tokens.vocab.strings
-        doc.terms = " ".join([strings[h] for h in lower[is_word & ~is_stop].tolist()])
-
-        content = has_letter & is_word & ~is_stop
-        hyphen_ids = np.array([strings.add(h) for h in HYPHENS], dtype=np.uint64)
-        joins = tight_hyphens(np.isin(lower, hyphen_ids), followed_by_space, content)
-        extra = noun_chunk_spans(tokens, content) if tokenizer is self._trained else []
-        doc.keyphrases = rank_keyphrases(
-            tokens, lower, content, joins, self.cfg.keyphrases_top_k, self.cfg.keyphrase_max_words, extra
-        )
+        redaction = redact_pii(doc, self.cfg) if self.cfg.pii else None
+        doc.lang, doc.lang_score = identify_language(doc.text[: self.cfg.lang_chars])
+        tokenizer = self.tokenizer(doc.lang)
+        view = tokenize(tokenizer, doc.text)
+        if redaction is not None:
+            view.drop_spans(redaction.spans)
+        doc.signals = signals_of(doc.text, view, redaction.counts if redaction else None)
+        doc.terms = terms_of(view)
+        extra = noun_chunk_spans(view.doc, candidate_words(view)) if tokenizer.trained else []
+        doc.keyphrases = keyphrases_of(view, self.cfg.keyphrases_top_k, self.cfg.keyphrase_max_words, extra)
         return doc
+

@@ -11,6 +11,20 @@ The n-gram signals follow the paper's definitions, which datatrove approximates:
 
 Word n-grams are compared through 64-bit rolling hashes of the words' spaCy hashes: numpy does the work, and a
 collision (chance about m²/2⁶⁴ for m n-grams) can only overstate repetition by one n-gram.
+
+C4 (Raffel et al. 2020, as tensorflow_datasets' c4_utils and datatrove's C4QualityFilter implement it) removes
+lines; we keep the text as extracted, so its line rules become per-document fractions (`c4_*_line_frac`) and its
+two page rules become flags computed exactly where C4 applies them: "lorem ipsum" and "{" only count in a line C4
+would otherwise keep (ending in a terminal mark, not an ellipsis, after Wikipedia-style citations are cut; at least
+3 words; no word over 1,000 characters; for "{", no "javascript"). FineWeb (Penedo et al. 2024, datatrove's
+FineWebQualityFilter) rules are document ratios already (`fineweb_*`).
+
+Made sensible beyond English: terminal marks include other scripts' sentence ends (。！？ ؟ ۔ । ...), words per line
+come from the language's tokenizer (a Chinese line of 3 characters has 3 words), and a short line is measured in
+columns with Han, kana and Hangul counting two (a 30-character Chinese line says about what 60 Latin characters do).
+Made sensible for tables as trafilatura writes them ('| cell | cell |'): a row ends where its last cell's text ends,
+and the rule under a header row ('|---|---|') is formatting, not a line. On the bundled sample these two kept 20
+pages (Wikipedia "in the news" tables in he, pt, no...) that the line-punctuation rule dropped.
 """
 
 from __future__ import annotations
@@ -25,10 +39,28 @@ TOP_NGRAM_SIZES = (2, 3, 4)
 DUP_NGRAM_SIZES = (5, 6, 7, 8, 9, 10)
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
+# exactly the line boundaries of str.splitlines, so token offsets map to its lines
+_LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
-
-def non_empty_lines(text: str) -> list[str]:
-    return [line for line in (raw.strip() for raw in text.splitlines()) if line]
+# Sentence ends: C4's and datatrove's ASCII marks and quotes, then other scripts' (CJK, Arabic, Urdu, Devanagari,
+# Armenian, Ethiopic, Myanmar, Khmer, Tibetan, the Greek question mark) and closing quotes after them.
+TERMINAL_MARKS = (
+    ".", "!", "?", '"', "'",
+    "。", "！", "？", "．", "｡", "」", "』", "”", "’", "»",
+    "؟", "۔", "।", "॥", "։", "።", "፧", "။", "។", "៕", "།", "\u037e", "‼", "⁇", "⁈", "⁉", "‽",
+)  # fmt: skip
+C4_ELLIPSIS = "..."
+C4_MIN_LINE_WORDS = 3
+C4_MAX_WORD_CHARS = 1000
+C4_POLICY_PHRASES = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+# the rule under a table's header row, as trafilatura writes tables: formatting, not a line of text
+_TABLE_RULE = re.compile(r"\|(?:\s*:?-+:?\s*\|)+$")
+_C4_CITATIONS_AT_END = re.compile(r"(?:\[\d*\]|\[edit\]|\[citation needed\])+$")
+FINEWEB_SHORT_LINE_COLUMNS = 30
+_WIDE_CHAR = re.compile(
+    r"[\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7a3"
+    r"\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\U00020000-\U0003fffd]"
+)
 
 
 def paragraphs(text: str) -> list[str]:
@@ -53,22 +85,114 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def line_signals(text: str) -> dict:
-    """Line and paragraph signals; lines are stripped and blank lines ignored."""
-    lines = non_empty_lines(text)
+def words_per_line(text: str, word_starts: np.ndarray) -> np.ndarray:
+    """Words on each line of `text.splitlines()`, from the character offsets of the document's words."""
+    breaks = np.fromiter((m.end() for m in _LINE_BREAK.finditer(text)), dtype=np.int64)
+    n_lines = len(breaks) + (not breaks.size or breaks[-1] < len(text))
+    line_of_word = np.searchsorted(breaks, word_starts, side="right")
+    return np.bincount(line_of_word, minlength=n_lines)[:n_lines]
+
+
+def _line_text_end(line: str) -> str:
+    """The line without the closing '|' of a table row as trafilatura writes tables ('| cell | last cell. |')."""
+    return line.rstrip("| ") if line.endswith("|") else line
+
+
+def _ends_sentence_for_c4(line: str) -> bool:
+    line = _line_text_end(line)
+    if line.endswith("]"):
+        line = _C4_CITATIONS_AT_END.sub("", line).rstrip()
+    return line.endswith(TERMINAL_MARKS) and not line.endswith(C4_ELLIPSIS)
+
+
+def _ends_sentence_for_fineweb(line: str) -> bool:
+    return _line_text_end(line).endswith(TERMINAL_MARKS)
+
+
+def _has_overlong_word(line: str) -> bool:
+    return len(line) > C4_MAX_WORD_CHARS and max(map(len, line.split())) > C4_MAX_WORD_CHARS
+
+
+def _is_short_line(line: str) -> bool:
+    return len(line) <= FINEWEB_SHORT_LINE_COLUMNS and (
+        len(line) + len(_WIDE_CHAR.findall(line)) <= FINEWEB_SHORT_LINE_COLUMNS
+    )
+
+
+def _c4_keeps(line: str, words: int, ends_sentence: bool) -> bool:
+    """Whether C4's line filters (before its javascript and policy ones) keep the line."""
+    return ends_sentence and words >= C4_MIN_LINE_WORDS and not _has_overlong_word(line)
+
+
+def c4_signals(text: str, lines: list[str], line_words: list[int]) -> dict:
+    """C4's line rules as fractions of the (stripped, non-empty) lines, and its two page rules as flags.
+
+    Each phrase is looked for in the whole lowercased text first (a substring search in C); lines are only visited
+    for the phrases that occur.
+    """
+    n_lines = len(lines)
+    terminal = [_ends_sentence_for_c4(line) for line in lines]
+    lowered_text = text.lower()
+    has_javascript = "javascript" in lowered_text
+    policy_phrases = [phrase for phrase in C4_POLICY_PHRASES if phrase in lowered_text]
+    javascript = policy = 0
+    lorem = curly = False
+    if has_javascript or policy_phrases or "lorem ipsum" in lowered_text or "{" in text:
+        for line, words, ends in zip(lines, line_words, terminal):
+            lowered = line.lower()
+            is_javascript = has_javascript and "javascript" in lowered
+            javascript += is_javascript
+            policy += any(phrase in lowered for phrase in policy_phrases)
+            if ("lorem ipsum" in lowered or "{" in line) and _c4_keeps(line, words, ends):
+                lorem = lorem or "lorem ipsum" in lowered
+                curly = curly or ("{" in line and not is_javascript)
+    return {
+        "c4_terminal_punct_line_frac": _ratio(sum(terminal), n_lines),
+        "c4_few_words_line_frac": _ratio(sum(words < C4_MIN_LINE_WORDS for words in line_words), n_lines),
+        "c4_javascript_line_frac": _ratio(javascript, n_lines),
+        "c4_policy_line_frac": _ratio(policy, n_lines),
+        "c4_lorem_ipsum": lorem,
+        "c4_curly_brace": curly,
+    }
+
+
+def line_signals(text: str, word_starts: np.ndarray | None = None) -> dict:
+    """Line and paragraph signals (Gopher, C4, FineWeb); lines are stripped, and blank lines and table rules
+    ('|---|---|') ignored.
+
+    word_starts: character offsets of the document's words, to count words per line; without them, whitespace
+    splits the lines (right for space-separated languages only).
+    """
+    raw_lines = text.splitlines()
+    if word_starts is None:
+        raw_words = [len(line.split()) for line in raw_lines]
+    else:
+        raw_words = words_per_line(text, word_starts).tolist()
+    lines, line_words = [], []
+    for raw, words in zip(raw_lines, raw_words):
+        line = raw.strip()
+        if line and not (line[0] == "|" and _TABLE_RULE.match(line)):
+            lines.append(line)
+            line_words.append(words)
     paras = paragraphs(text)
     dup_lines, dup_line_chars = repeated_items(lines)
     dup_paras, dup_para_chars = repeated_items(paras)
     n_chars = len(text)
+    n_lines = len(lines)
     return {
         "n_chars": n_chars,
-        "n_lines": len(lines),
-        "bullet_line_frac": _ratio(sum(line.startswith(BULLETS) for line in lines), len(lines)),
-        "ellipsis_line_frac": _ratio(sum(line.endswith(ELLIPSES) for line in lines), len(lines)),
-        "dup_line_frac": _ratio(dup_lines, len(lines)),
+        "n_lines": n_lines,
+        "bullet_line_frac": _ratio(sum(line.startswith(BULLETS) for line in lines), n_lines),
+        "ellipsis_line_frac": _ratio(sum(line.endswith(ELLIPSES) for line in lines), n_lines),
+        "dup_line_frac": _ratio(dup_lines, n_lines),
         "dup_para_frac": _ratio(dup_paras, len(paras)),
         "dup_line_char_frac": _ratio(dup_line_chars, n_chars),
         "dup_para_char_frac": _ratio(dup_para_chars, n_chars),
+        **c4_signals(text, lines, line_words),
+        "fineweb_line_punct_frac": _ratio(sum(map(_ends_sentence_for_fineweb, lines)), n_lines),
+        "fineweb_short_line_frac": _ratio(sum(map(_is_short_line, lines)), n_lines),
+        # datatrove divides by the characters that are not newlines
+        "fineweb_char_dup_frac": _ratio(dup_line_chars, n_chars - text.count("\n")),
     }
 
 
@@ -83,6 +207,7 @@ def word_signals(text: str, word_lengths: np.ndarray, n_letter_words: int, n_sto
         "alpha_word_frac": _ratio(n_letter_words, n_words),
         "n_stopwords": n_stopwords,
         "stopword_frac": _ratio(n_stopwords, n_words) if n_stopwords is not None else None,
+        "fineweb_newline_ratio": _ratio(text.count("\n"), n_words),
     }
 
 

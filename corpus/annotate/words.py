@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 # py3langid labels whose closest spaCy language has another code; labels spaCy lacks fall back to "xx".
 LANGID_TO_SPACY = {
     "no": "nb",
@@ -199,4 +201,59 @@ def load_trained_pipeline(name: str) -> LanguageTokenizer:
         letter_flag=nlp.vocab.add_flag(has_letter),
         has_stopwords=bool(nlp.Defaults.stop_words) and nlp.lang not in UNSEGMENTED_WITHOUT_STOPWORDS,
         trained=True,
+    )
+
+
+@dataclass
+class TokenView:
+    """One tokenized document as flat per-token arrays, read from the spaCy Doc in one `Doc.to_array` call.
+
+    Every annotation (signals, `terms`, keyphrases) reads these instead of iterating tokens in Python.
+    """
+
+    doc: object  # the spaCy Doc
+    text: str  # the text it was made of (Doc.text rebuilds it from the tokens on every call)
+    lower: np.ndarray  # uint64: hash of the lowercase form, resolved by doc.vocab.strings
+    lengths: np.ndarray  # int64: characters
+    starts: np.ndarray  # int64: character offset in the text
+    is_word: np.ndarray  # bool: has a letter or digit (punctuation, symbols and whitespace are not words)
+    has_letter: np.ndarray  # bool
+    followed_by_space: np.ndarray  # bool
+    is_stop: np.ndarray  # bool: all False for a language without a usable stop-word list
+    has_stopwords: bool
+
+    def __len__(self) -> int:
+        return len(self.lower)
+
+    def drop_spans(self, spans: list[tuple[int, int]]) -> None:
+        """Tokens inside these character spans (PII placeholders) stop being words or stop words: they stay in the
+        text but never reach `terms`, keyphrases or word-based signals."""
+        if not spans or not len(self.starts):
+            return
+        bounds = np.asarray(spans, dtype=np.int64)
+        # the last span starting at or before each token; the token is inside when it also ends before its end
+        span_of_token = np.searchsorted(bounds[:, 0], self.starts, side="right") - 1
+        inside = (span_of_token >= 0) & (self.starts < bounds[np.maximum(span_of_token, 0), 1])
+        self.is_word &= ~inside
+        self.has_letter &= ~inside
+
+
+def tokenize(tokenizer: LanguageTokenizer, text: str) -> TokenView:
+    """The text tokenized once by the language's tokenizer, as arrays (see `TokenView`)."""
+    from spacy.attrs import IDX, IS_STOP, LENGTH, LOWER, SPACY
+
+    doc = tokenizer(text)
+    columns = doc.to_array([LOWER, LENGTH, IDX, IS_STOP, tokenizer.word_flag, tokenizer.letter_flag, SPACY])
+    n = len(doc)
+    return TokenView(
+        doc=doc,
+        text=text,
+        lower=columns[:, 0],
+        lengths=columns[:, 1].astype(np.int64),
+        starts=columns[:, 2].astype(np.int64),
+        is_word=columns[:, 4] == 1,
+        has_letter=columns[:, 5] == 1,
+        followed_by_space=columns[:, 6] == 1,
+        is_stop=(columns[:, 3] == 1) if tokenizer.has_stopwords else np.zeros(n, dtype=bool),
+        has_stopwords=tokenizer.has_stopwords,
     )

@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterator
+from functools import lru_cache
+
+import numpy as np
 
 # Byte-order marks, longest first (the UTF-8 one is three bytes).
 _BOMS: list[tuple[bytes, str]] = [
@@ -27,6 +31,8 @@ _BOMS: list[tuple[bytes, str]] = [
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 ]
+
+_BOM_FIRST_BYTES = frozenset(bom[:1] for bom, _ in _BOMS)
 
 # Labels that mean something else on the web (WHATWG encoding standard): browsers decode "iso-8859-1" as
 # windows-1252, "gb2312" with the GBK/GB18030 decoder and so on, so pages written for browsers rely on it.
@@ -71,6 +77,17 @@ _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9_.
 
 # C0 controls except \t \n \r, DEL, C1 controls, and surrogates (only lone ones can occur in a str).
 _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_XOR_CONTROLS_LOW = np.uint8(22)  # see has_c0_bytes
+_C0_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # the C0 controls we remove, and DEL
+_C1_UTF8 = re.compile(rb"\xc2[\x80-\x9f]")
+# Codecs where no high byte and no multibyte sequence decodes to a control character (tests/test_warc.py checks
+# every one- and two-byte sequence): in their text a control can only come from a C0 or DEL byte of the page.
+# Not here: the ISO 8859 family and cp932 map bytes 0x80-0x9F to C1 controls, gb18030 reaches them in four bytes.
+CONTROL_FREE_CODECS = frozenset(
+    [f"cp{n}" for n in range(1250, 1259)]
+    + ["cp866", "cp874", "koi8-r", "koi8-u", "mac-cyrillic", "mac-roman", "big5hkscs", "cp949"]
+)
+_LONG_TEXT = 2048  # characters; below this the regex costs less than encoding the text and scanning the bytes
 
 # Binary formats that servers (or hostile pages) label as text/html. Checked after content-encoding is undone.
 _BINARY_MAGIC: list[tuple[bytes, str]] = [
@@ -103,11 +120,15 @@ _BINARY_MAGIC: list[tuple[bytes, str]] = [
 ]
 # ftyp boxes (mp4, mov, heic, avif) carry their magic at offset 4.
 _FTYP = b"ftyp"
+# The magic numbers by first byte, in the order above: a text page ("<", whitespace) costs one dict lookup.
+_MAGIC_BY_FIRST_BYTE: dict[bytes, list[tuple[bytes, str]]] = {}
+for _magic, _name in _BINARY_MAGIC:
+    _MAGIC_BY_FIRST_BYTE.setdefault(_magic[:1], []).append((_magic, _name))
 
 
 def sniff_binary(raw: bytes) -> str:
     """Name of the binary format `raw` starts with ("png", "pdf", ...), or "" when it may be text."""
-    for magic, name in _BINARY_MAGIC:
+    for magic, name in _MAGIC_BY_FIRST_BYTE.get(raw[:1], ()):
         if raw.startswith(magic):
             # "BM" and "MZ" are also how ordinary words can start; require the binary shape that follows.
             if name == "bmp" and not (len(raw) > 14 and raw[6:10] == b"\x00\x00\x00\x00"):
@@ -120,6 +141,7 @@ def sniff_binary(raw: bytes) -> str:
     return ""
 
 
+@lru_cache(maxsize=1024)  # a few labels recur on every page of a crawl
 def web_codec(label: str, *, from_meta: bool = False) -> str:
     """Python codec for a charset label as a browser would use it, or "" for unknown or refused labels."""
     label = label.strip().strip("\"'").lower()
@@ -203,47 +225,121 @@ def _detected_codec(raw: bytes) -> str:
 
 def strip_controls(text: str) -> str:
     """Remove NUL, C0/C1 controls other than tab/newline/CR, and lone surrogates."""
-    if _CONTROLS.search(text) is None:
+    if len(text) >= _LONG_TEXT:
+        try:  # encoding and scanning the bytes is 3-6 times faster than the regex; a lone surrogate cannot encode
+            if not utf8_has_controls(text.encode("utf-8")):
+                return text
+        except UnicodeEncodeError:
+            pass
+    elif _CONTROLS.search(text) is None:
         return text
     return _CONTROLS.sub("", text)
 
 
-def resolve_charset(raw: bytes, http_charset: str = "") -> tuple[str, str]:
-    """(python codec, how it was chosen) for `raw`; `decode_html` applies it. Exposed for tests and `inspect`."""
+def has_c0_bytes(raw: bytes) -> bool:
+    """True when `raw` holds a C0 control byte other than tab, LF and CR, or DEL.
+
+    Three memchr scans and one numpy pass: a fraction of the cost of decoding the bytes, where the regex over the
+    decoded text costs several decodes.
+    """
+    if 0x08 in raw or 0x0B in raw or 0x7F in raw:  # an int is found by memchr directly, a bytes needle less so
+        return True
+    if not raw:
+        return False
+    # XOR 22 sends the other 27 C0 controls to 0-26 and tab, LF, CR, BS, VT to 27-31; bytes >= 32 stay >= 32.
+    return bool(np.minimum.reduce(np.bitwise_xor(np.frombuffer(raw, np.uint8), _XOR_CONTROLS_LOW)) < 27)
+
+
+def utf8_has_controls(raw: bytes) -> bool:
+    """True when `raw` decoded as UTF-8 (strictly or with replacement) holds a character `strip_controls` removes.
+
+    Exact on the bytes: in UTF-8 a byte below 0x80 is always that ASCII character, U+0080-U+009F are always
+    C2 80-9F, and the decoder never outputs a surrogate.
+    """
+    if has_c0_bytes(raw):
+        return True
+    find = raw.find  # C2 is rare (no-break space, pilcrow) and C1 controls rarer: a loop beats a numpy pass
+    at = find(b"\xc2")
+    while at != -1:
+        if b"\x80" <= raw[at + 1 : at + 2] < b"\xa0":
+            return True
+        at = find(b"\xc2", at + 1)
+    return False
+
+
+def _declared(raw: bytes, http_codec: str) -> Iterator[tuple[str, str]]:
+    """(source, codec) of the charsets the page declares: the HTTP header's, then (looked up only when asked for)
+    the one in its first 4 KB."""
+    yield "http", http_codec
+    yield "meta", web_codec(declared_meta_charset(raw), from_meta=True)
+
+
+def _strip_utf8_controls(raw: bytes) -> str:
+    """Valid UTF-8 decoded without its control characters, removed as bytes (several times faster than the regex
+    over the text): each is one byte (C0, DEL) or C2 80-9F (C1), and those bytes are never part of another
+    character."""
+    kept = raw.translate(None, _C0_BYTES) if has_c0_bytes(raw) else raw
+    if b"\xc2" in kept:
+        kept = _C1_UTF8.sub(b"", kept)
+    return kept.decode("utf-8")
+
+
+def _resolve(raw: bytes, http_charset: str) -> tuple[str, str, str | None]:
+    """`resolve_charset`, plus the page already decoded when a strict decode confirmed the codec (else None)."""
     bom_codec, _ = _bom_codec(raw)
     if bom_codec:
-        return bom_codec, "bom"
-    ascii_only = raw.isascii()
-    declared = [
-        ("http", web_codec(http_charset)),
-        ("meta", web_codec(declared_meta_charset(raw), from_meta=True)),
-    ]
+        return bom_codec, "bom", None
+    http_codec = web_codec(http_charset)
     # 7-bit stateful encodings look like ASCII: a declared ISO-2022-JP page with escape sequences needs its codec.
-    for source, codec in declared:
-        if codec == "iso2022_jp" and b"\x1b$" in raw and _try_strict(raw, codec) is not None:
-            return codec, source
-    if ascii_only or _try_strict(raw, "utf-8") is not None:
+    if b"\x1b" in raw and b"\x1b$" in raw:  # memchr for the rare ESC first; a two-byte search is slower
+        for source, codec in _declared(raw, http_codec):
+            if codec == "iso2022_jp" and _try_strict(raw, codec) is not None:
+                return codec, source, None
+    text = _try_strict(raw, "utf-8")
+    if text is not None:
         # A UTF-16 declaration from HTTP over bytes with NULs that also pass as UTF-8: trust the header.
-        for source, codec in declared[:1]:
-            if codec in _NOT_ASCII_COMPATIBLE and b"\x00" in raw[:1024] and _try_strict(raw, codec) is not None:
-                return codec, source
-        return "utf-8", "utf-8"
-    for source, codec in declared:
-        if codec and codec != "utf-8" and _try_strict(raw, codec) is not None:
-            return codec, source
+        if http_codec in _NOT_ASCII_COMPATIBLE and b"\x00" in raw[:1024] and _try_strict(raw, http_codec) is not None:
+            return http_codec, "http", None
+        return "utf-8", "utf-8", text
+    for source, codec in _declared(raw, http_codec):
+        if codec and codec != "utf-8":
+            text = _try_strict(raw, codec)
+            if text is not None:
+                return codec, source, text
     if mostly_utf8(raw):
-        return "utf-8", "utf-8-lossy"
-    return _detected_codec(raw), "detected"
+        return "utf-8", "utf-8-lossy", None
+    return _detected_codec(raw), "detected", None
+
+
+def resolve_charset(raw: bytes, http_charset: str = "") -> tuple[str, str]:
+    """(python codec, how it was chosen) for `raw`; `decode_html` applies it. Exposed for tests and `inspect`."""
+    codec, how, _ = _resolve(raw, http_charset)
+    return codec, how
 
 
 def decode_html(raw: bytes, http_charset: str = "") -> str:
     """Decode a page's bytes to text (see the module docstring for the order of evidence)."""
     if not raw:
         return ""
-    codec, how = resolve_charset(raw, http_charset)
-    _, skip = _bom_codec(raw) if how == "bom" else ("", 0)
-    try:
-        text = raw[skip:].decode(codec, errors="replace")
-    except LookupError:  # a detector name Python lacks
-        text = raw[skip:].decode("cp1252", errors="replace")
+    # Most pages are valid UTF-8 without a single control byte, and for those `_resolve` would choose UTF-8: no
+    # ESC means no ISO-2022-JP escapes, no NUL no UTF-16 header to trust. One decode and one scan settle them.
+    if raw[:1] not in _BOM_FIRST_BYTES:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if not utf8_has_controls(raw):
+                return text
+    codec, how, text = _resolve(raw, http_charset)
+    if text is None:
+        _, skip = _bom_codec(raw) if how == "bom" else ("", 0)
+        try:
+            text = raw[skip:].decode(codec, errors="replace")
+        except LookupError:  # a detector name Python lacks
+            text = raw[skip:].decode("cp1252", errors="replace")
+    if how == "utf-8":  # valid UTF-8 that holds controls (or an ESC/NUL that turned out not to matter)
+        return _strip_utf8_controls(raw)
+    if codec in CONTROL_FREE_CODECS and not has_c0_bytes(raw):
+        return text  # a control in the text could only come from a control byte of the page
     return strip_controls(text)
