@@ -110,7 +110,10 @@ def _print_summary(ledger: dict, seconds: float) -> None:
         table.add_row(s["name"], str(s["in"]), str(s["out"]), dropped, f"{s['seconds']:.1f}")
     console.print(table)
     for err in ledger.get("errors", []):
-        console.print(f"  [yellow]damaged input:[/yellow] {err.get('path')} at byte {err.get('offset')}: {err.get('error')}")
+        if err.get("offset") is None:
+            console.print(f"  [yellow]input not read:[/yellow] {err.get('path')}: {err.get('error')}")
+        else:
+            console.print(f"  [yellow]damaged input:[/yellow] {err.get('path')} at byte {err.get('offset')}: {err.get('error')}")
     out = ledger["outputs"]
     console.print("[bold]outputs[/bold]")
     for key in ("documents", "rejected", "tokenizer", "tokens", "model", "finetune"):

@@ -306,7 +306,7 @@ def _crawl_url_lists(cfg: PipelineConfig, run_dir: Path) -> list[str]:
 
 
 def run_extract(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> None:
-    from corpus.sources import plan_units, url_list_inputs
+    from corpus.sources import FORMAT_SUFFIXES, plan_units, unread_inputs, url_list_inputs
 
     run_dir = Path(cfg.output)
     inputs = input_paths(cfg)
@@ -319,6 +319,11 @@ def run_extract(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> 
         for i, unit in enumerate(units)
     ]
     ledger = merge_ledgers(_map_units("extract", corpus_stages.extract_unit, calls, report))
+    known = " ".join(suffix for suffix, _ in FORMAT_SUFFIXES)
+    if not ledger:
+        ledger = [LedgerEntry("ingest")]
+    for path in unread_inputs(inputs, cfg.ingest.format):  # never read, so in no count: said here, not dropped quietly
+        ledger[0].errors.append({"path": path, "offset": None, "error": f"no reader for this file type (known: {known}; or set ingest.format)"})
     out.commit(_manifest(planned, ledger, {"units": len(units), "inputs": inputs}))
 
 

@@ -17,7 +17,16 @@ import pytest
 from corpus.config import ExtractConfig, IngestConfig
 from corpus.document import Document, documents_to_table, rejected_table, stable_id
 from corpus.extract import Extractor
-from corpus.sources import Rejection, WorkUnit, expand_inputs, input_format, is_url_list, plan_units, read_unit
+from corpus.sources import (
+    Rejection,
+    WorkUnit,
+    expand_inputs,
+    input_format,
+    is_url_list,
+    plan_units,
+    read_unit,
+    unread_inputs,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "corpus" / "sample_data" / "sample.warc.gz"
 
@@ -378,6 +387,31 @@ def test_html_and_text_trees_one_document_per_file(tmp_path):
     assert items[0].id == stable_id(str(tmp_path / "a.html"), 0)
     assert items[0].url == (tmp_path / "a.html").resolve().as_uri() and items[0].url.startswith("file:///")
     assert items[2].raw == b"Plain text C.\n"
+
+
+def test_compressed_pages_are_read_decompressed_within_the_size_cap(tmp_path):
+    page = b"<html><body><p>Gzipped page.</p></body></html>"
+    (tmp_path / "a.html.gz").write_bytes(gzip.compress(page))
+    pa.output_stream(str(tmp_path / "b.html.zst"), compression="zstd").write(page)
+    (tmp_path / "c.txt.gz").write_bytes(gzip.compress(b"Plain text.\n"))
+    (tmp_path / "d.html.gz").write_bytes(gzip.compress(page)[:-12])  # cut before the end of the stream
+    (tmp_path / "e.html.gz").write_bytes(gzip.compress(b"<p>" + b"x" * 5000 + b"</p>"))  # 5 KB from a few bytes
+    items = read_all([tmp_path], IngestConfig(max_record_bytes=4096))
+    by_name = {Path(item.doc.source if isinstance(item, Rejection) else item.source).name: item for item in items}
+    assert by_name["a.html.gz"].raw == page and by_name["a.html.gz"].content_type == "text/html"
+    assert by_name["b.html.zst"].raw == page
+    assert by_name["c.txt.gz"].raw == b"Plain text.\n" and by_name["c.txt.gz"].content_type == "text/plain"
+    assert by_name["d.html.gz"].reason == "unreadable_file" and "EOFError" in by_name["d.html.gz"].detail
+    assert by_name["e.html.gz"].reason == "too_large" and "after decompression" in by_name["e.html.gz"].detail
+
+
+def test_files_no_reader_handles_are_listed_not_skipped_quietly(tmp_path):
+    make_tree(tmp_path)
+    (tmp_path / "notes.docx").write_bytes(b"PK\x03\x04 not a page")
+    (tmp_path / "sub" / "image.png").write_bytes(b"\x89PNG\r\n")
+    (tmp_path / ".hidden").write_text("skipped on purpose: hidden")
+    assert sorted(os.path.relpath(p, tmp_path) for p in unread_inputs([str(tmp_path)])) == ["notes.docx", "notes.md", "sub/image.png"]
+    assert unread_inputs([str(tmp_path / "a.html")]) == []
 
 
 def test_file_groups_make_units_without_losing_a_file(tmp_path):

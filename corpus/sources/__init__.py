@@ -72,6 +72,11 @@ FORMAT_SUFFIXES: list[tuple[str, str]] = [
     (".arrow", "arrow"),  # IPC file or stream: the reader tells them apart by their first bytes
     (".arrows", "arrow"),
     (".feather", "arrow"),
+    (".html.gz", "html"),  # saved pages often come gzipped, as in web-extraction test sets
+    (".htm.gz", "html"),
+    (".html.zst", "html"),
+    (".txt.gz", "text"),
+    (".txt.zst", "text"),
     (".html", "html"),
     (".htm", "html"),
     (".xhtml", "html"),
@@ -209,8 +214,9 @@ def hf_dataset_files(directory: str) -> list[str] | None:
     return None
 
 
-def _walk(directory: str, fmt: str) -> list[tuple[str, str]]:
-    """(file, format) of every readable file under `directory`, sorted; hidden files and folders are skipped."""
+def _walk(directory: str, fmt: str, unread: list[str] | None = None) -> list[tuple[str, str]]:
+    """(file, format) of every readable file under `directory`, sorted; hidden files and folders are skipped, and
+    files no reader handles are added to `unread`."""
     found: list[tuple[str, str]] = []
     for root, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -226,10 +232,12 @@ def _walk(directory: str, fmt: str) -> list[tuple[str, str]]:
             file_fmt = input_format(path, fmt, sniff_text=False)
             if file_fmt:
                 found.append((path, file_fmt))
+            elif unread is not None:
+                unread.append(path)
     return found
 
 
-def _expand(paths: list[str], fmt: str) -> list[tuple[str, str]]:
+def _expand(paths: list[str], fmt: str, unread: list[str] | None = None) -> list[tuple[str, str]]:
     files: list[tuple[str, str]] = []
     for raw in paths:
         path = os.fspath(raw)
@@ -237,10 +245,10 @@ def _expand(paths: list[str], fmt: str) -> list[tuple[str, str]]:
             matches = sorted(glob.glob(path, recursive=True))
             if not matches:
                 raise ValueError(f"input glob {path!r} matches no file")
-            files.extend(_expand(matches, fmt))
+            files.extend(_expand(matches, fmt, unread))
         elif os.path.isdir(path):
             hf_files = hf_dataset_files(path)
-            files.extend([(p, "arrow") for p in hf_files] if hf_files is not None else _walk(path, fmt))
+            files.extend([(p, "arrow") for p in hf_files] if hf_files is not None else _walk(path, fmt, unread))
         elif os.path.isfile(path):
             file_fmt = input_format(path, fmt)
             if not file_fmt:
@@ -262,6 +270,14 @@ def expand_inputs(paths: list[str], fmt: str = "auto") -> list[str]:
     named file has a format no reader handles.
     """
     return [path for path, _ in _expand(paths, fmt)]
+
+
+def unread_inputs(paths: list[str], fmt: str = "auto") -> list[str]:
+    """Files inside the input directories (and globs) that no reader handles: the run reports them, since a
+    skipped file is input the user expected in the corpus."""
+    unread: list[str] = []
+    _expand(paths, fmt, unread)
+    return unread
 
 
 def url_list_inputs(paths: list[str], fmt: str = "auto") -> list[str]:

@@ -1,6 +1,7 @@
 """Trees of HTML or text files: one Document per file (offset 0, url file://..., id a hash of the path).
 
-The bytes are passed on undecoded: extraction resolves the charset (meta tag, then detection) and strips NUL,
+Files compressed with gzip or zstd (`page.html.gz`) are decompressed, up to `max_record_bytes`. The bytes are
+passed on undecoded: extraction resolves the charset (meta tag, then detection) and strips NUL,
 control characters and invalid sequences, as it does for web pages. A unit is a group of files
 (`WorkUnit.files`); a file that vanished or cannot be read is a rejection (`unreadable_file`), not an error
 that loses the group.
@@ -8,7 +9,9 @@ that loses the group.
 
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +23,27 @@ STAGE = "ingest"
 CONTENT_TYPES = {"html": "text/html", "text": "text/plain"}
 
 
+_GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+
+
+def read_capped(path: str, cap: int) -> bytes:
+    """At most cap + 1 bytes of the file, decompressed when it is gzip or zstd (found by its first bytes): the cap
+    applies to what comes out, so a small compressed bomb cannot fill memory."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        if magic.startswith(_GZIP):
+            f.seek(0)
+            with gzip.GzipFile(fileobj=f) as stream:
+                return stream.read(cap + 1)
+        if magic.startswith(_ZSTD):
+            import pyarrow as pa
+
+            with pa.CompressedInputStream(pa.OSFile(path), "zstd") as stream:
+                return stream.read(cap + 1)
+        f.seek(0)
+        return f.read(cap + 1)  # the file may have grown since its size was checked
+
+
 def file_item(path: str, fmt: str, cfg: IngestConfig) -> Document | Rejection:
     doc = Document(id=stable_id(path, 0), source=path, offset=0, url=Path(path).resolve().as_uri())
     doc.content_type = CONTENT_TYPES[fmt]
@@ -27,13 +51,12 @@ def file_item(path: str, fmt: str, cfg: IngestConfig) -> Document | Rejection:
         size = os.path.getsize(path)
         if size > cfg.max_record_bytes:
             return Rejection(doc, STAGE, "too_large", f"file {size} bytes > max_record_bytes {cfg.max_record_bytes}")
-        with open(path, "rb") as f:
-            doc.raw = f.read(cfg.max_record_bytes + 1)  # the file may have grown since
-    except OSError as exc:
+        doc.raw = read_capped(path, cfg.max_record_bytes)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:  # BadGzipFile is an OSError; EOFError: a cut stream
         return Rejection(doc, STAGE, "unreadable_file", f"{type(exc).__name__}: {exc}"[:300])
     if len(doc.raw) > cfg.max_record_bytes:
         doc.raw = None
-        return Rejection(doc, STAGE, "too_large", f"file > max_record_bytes {cfg.max_record_bytes}")
+        return Rejection(doc, STAGE, "too_large", f"file > max_record_bytes {cfg.max_record_bytes} (after decompression)")
     return doc
 
 
