@@ -13,6 +13,8 @@ from flows.pipeline import plan, run_pipeline
 
 pytestmark = pytest.mark.slow
 
+BOOK = Path("english-text") / "gutenberg" / "pg1342-pride-and-prejudice.txt"
+
 
 def _rows(paths):
     return sum(count_rows(p) for p in paths)
@@ -145,3 +147,38 @@ def test_finetune_stage_runs_when_a_labelled_set_is_configured(run_copy, shared_
     assert stage["name"] == "finetune" and stage["in"] == stage["out"] > 0
     assert set(stage["metrics"]) >= {"accuracy", "macro_f1", "majority_baseline", "n_train", "n_eval"}
     assert (run / "finetune" / "metrics.json").is_file()
+
+
+def test_one_folder_of_warc_jsonl_parquet_and_html_runs_in_one_go(shared_data, tmp_path):
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    inputs = tmp_path / "in"
+    (inputs / "pages").mkdir(parents=True)
+    shutil.copy(shared_data / "warc" / "real-crawls" / "ukwa-IAH-urls-wget.warc.gz", inputs)
+    pages = sorted((shared_data / "extraction" / "cleanportaleval" / "input").iterdir())[:4]
+    for page in pages:  # gzipped HTML as the set ships it, and one unpacked
+        shutil.copy(page, inputs / "pages")
+    (inputs / "pages" / "plain.html").write_bytes(gzip.decompress(pages[0].read_bytes()))
+    text = (shared_data / BOOK).read_text(encoding="utf-8-sig").replace("\r\n", "\n")
+    paragraphs = [" ".join(p.split()) for p in text.split("\n\n") if len(p) > 400][:12]
+    with open(inputs / "rows.jsonl", "w") as f:
+        for i, paragraph in enumerate(paragraphs[:6]):
+            f.write(json.dumps({"id": f"j{i}", "url": f"https://example.org/j/{i}", "text": paragraph}) + "\n")
+    pq.write_table(pa.table({"text": paragraphs[6:], "url": [f"https://example.org/p/{i}" for i in range(6)]}), inputs / "rows.parquet")
+    (inputs / "notes.docx").write_bytes(b"PK\x03\x04")
+
+    cfg = load_config(preset="tiny", environ={}, overrides={"input": [str(inputs)], "output": str(tmp_path / "run")})
+    ledger = run_pipeline(cfg, to_stage="shard")
+    for stage in ledger["stages"]:
+        assert stage["in"] == stage["out"] + sum(stage["dropped"].values()), stage
+    documents = pa.concat_tables([read_table(p) for p in sorted((tmp_path / "run" / "documents").glob("*.arrow"))])
+    rejected = read_table_all(tmp_path / "run" / "rejected")
+    sources = documents.column("source").to_pylist() + rejected.column("source").to_pylist()
+    kinds = {Path(s).suffix if "/pages/" not in s else "page" for s in sources}
+    assert kinds == {".gz", ".jsonl", ".parquet", "page"}, kinds
+    assert sum("/pages/" in s for s in sources) == 5 and sum(s.endswith("rows.jsonl") for s in sources) == 6
+    assert len(sources) == ledger["stages"][0]["in"]
+    assert [e["path"] for e in ledger["errors"]] == [str(inputs / "notes.docx")]
