@@ -437,3 +437,48 @@ def test_tokens_of_each_sample_language_contain_no_whitespace_or_empty_terms(sam
     for record_id, lang in itertools.islice(SAMPLE_RECORDS.items(), 1, None):
         terms = annotate(sample_texts[record_id]).terms
         assert "" not in terms.split(" "), lang
+
+
+# --- non-English pages end to end: extraction, language, keyphrases ----------------------------------------------
+
+
+def test_non_english_pages_keep_their_text_and_get_keyphrases_in_their_language(shared_data):
+    """trafilatura-eval pages in other languages (up to 3 per language, by py3langid on the gold text): the gold's
+    must-have text survives extraction, the detected language is the gold text's, and every keyphrase is made of
+    words of the page's own text."""
+    import gzip
+    import json
+
+    from corpus.config import ExtractConfig
+    from corpus.extract import Extractor
+
+    root = shared_data / "extraction" / "trafilatura-eval"
+    evaldata = json.loads((root / "evaldata.json").read_text(encoding="utf-8"))
+    chosen: dict[str, list[tuple[str, dict, Path]]] = {}
+    for url, item in evaldata.items():
+        gold_lang, gold_score = identify_language(" ".join(item["with"]))
+        path = next((p for p in (root / d / f"{item['file']}.gz" for d in ("cache", "eval")) if p.exists()), None)
+        if gold_lang != "en" and gold_score >= 0.9 and len(" ".join(item["with"])) >= 60 and path is not None:
+            if len(chosen.setdefault(gold_lang, [])) < 3:
+                chosen[gold_lang].append((url, item, path))
+    assert len(chosen) >= 8, sorted(chosen)  # de, es, fr, pl, pt, it, ja, ru, el, ... in this set
+
+    annotator = Annotator(AnnotateConfig())
+    same_lang = total = 0
+    with Extractor(ExtractConfig()) as extractor:
+        for gold_lang, pages in sorted(chosen.items()):
+            for url, item, path in pages:
+                raw = gzip.decompress(path.read_bytes())
+                doc = extractor.extract(Document(id=url, source=str(path), offset=0, url=url, raw=raw, content_type="text/html"))
+                assert isinstance(doc, Document), (url, doc)
+                doc = annotator.annotate(doc)
+                flat = " ".join(doc.text.split())
+                kept = sum(" ".join(segment.split()) in flat for segment in item["with"])
+                assert kept >= len(item["with"]) / 2, (url, kept, item["with"])
+                assert doc.keyphrases, url
+                lowered = flat.lower()
+                for phrase, _score in doc.keyphrases:
+                    assert all(word in lowered for word in phrase.split()), (url, phrase)
+                same_lang += doc.lang == gold_lang
+                total += 1
+    assert same_lang >= 0.9 * total, (same_lang, total)
