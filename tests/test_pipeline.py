@@ -182,3 +182,37 @@ def test_one_folder_of_warc_jsonl_parquet_and_html_runs_in_one_go(shared_data, t
     assert sum("/pages/" in s for s in sources) == 5 and sum(s.endswith("rows.jsonl") for s in sources) == 6
     assert len(sources) == ledger["stages"][0]["in"]
     assert [e["path"] for e in ledger["errors"]] == [str(inputs / "notes.docx")]
+
+
+def test_a_run_killed_mid_stage_resumes_without_losing_or_repeating_a_document(tiny_run, tmp_path):
+    """SIGKILL to the whole process group (CLI, Prefect server, workers) once the extract stage has written part
+    of its output; the same command again must give exactly the documents and rejections of an unbroken run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    _, unbroken, _, _ = tiny_run
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "flows.cli", "run", "--preset", "tiny", "--output", str(run), "--to", "shard", "--set", "runner.workers=2"]
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((run / ".tmp-extract" / "out").glob("*.arrow")) and first.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert first.poll() is None, "the run ended before it could be killed mid-stage"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert not (run / "extracted" / "manifest.json").exists()  # nothing half-written was committed
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert not list(run.glob(".tmp-*"))
+
+    def ids(root: Path, folder: str) -> list[str]:
+        return sorted(i for p in sorted((root / folder).rglob("*.arrow")) for i in read_table(p).column("id").to_pylist())
+
+    assert ids(run, "documents") == ids(unbroken, "documents")
+    assert ids(run, "rejected") == ids(unbroken, "rejected")
+    documents = ids(run, "documents")
+    assert len(documents) == len(set(documents)) > 0
