@@ -1,4 +1,4 @@
-"""The one CLI: `corpusforge run | inspect`."""
+"""The one CLI: `corpusforge run | crawl | inspect | finetune | export`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+
+# transformers' and huggingface_hub's per-file progress bars (loading and saving weights) would cut into the rich
+# progress display and the trainer's log lines; read when those libraries are imported, in this process and workers.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Raw web text to a trained language model.")
 console = Console(stderr=True, soft_wrap=True)  # errors stay on one line, whole, for grep and logs
