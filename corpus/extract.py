@@ -350,7 +350,7 @@ class Extractor:
     def extract_many(self, docs: Iterable[Document]) -> Iterator[Document | Rejection]:
         """One result per document, in input order. With `cfg.overlap`, the next page is sent to the child before
         the current result is yielded, so the child extracts while the caller works on the result."""
-        if not self.cfg.overlap:
+        if self.cfg.overlap is False:  # "auto" left undecided means one process here: overlap pays
             for doc in docs:
                 yield self.extract(doc)
             return

@@ -314,8 +314,10 @@ def run_extract(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> 
         inputs = _task(_crawl_url_lists, "crawl-url-lists", retries=2)(cfg, run_dir)
     units = plan_units(inputs, cfg.ingest)
     out = StageOutput(run_dir, "extract", "extracted")
+    cores = os.cpu_count() or 1
+    extract_cfg = cfg.extract.with_overlap_for(min(cfg.runner.workers or cores, len(units)), cores)
     calls = [
-        (unit, cfg.ingest, cfg.extract, cfg.annotate, out.out / f"part-{i:05d}.arrow", out.rejected / f"part-{i:05d}.arrow")
+        (unit, cfg.ingest, extract_cfg, cfg.annotate, out.out / f"part-{i:05d}.arrow", out.rejected / f"part-{i:05d}.arrow")
         for i, unit in enumerate(units)
     ]
     ledger = merge_ledgers(_map_units("extract", corpus_stages.extract_unit, calls, report))

@@ -285,7 +285,18 @@ def outcome(result) -> tuple:
     return ("kept", result.url, result.text[:80], result.title, result.date)
 
 
-@pytest.mark.parametrize("overlap", [True, False])
+def test_overlap_auto_is_on_only_while_workers_leave_cores_free():
+    auto = ExtractConfig()
+    assert auto.overlap == "auto"
+    assert auto.with_overlap_for(1, 2).overlap is True
+    assert auto.with_overlap_for(2, 2).overlap is False and auto.with_overlap_for(8, 4).overlap is False
+    assert ExtractConfig(overlap=False).with_overlap_for(1, 8).overlap is False  # a user's choice is kept
+    assert ExtractConfig(overlap="true").overlap is True  # --set extract.overlap=true
+    with pytest.raises(ValueError):
+        ExtractConfig(overlap="sometimes")
+
+
+@pytest.mark.parametrize("overlap", [True, False, "auto"])
 def test_extract_many_keeps_input_order_and_matches_extract(extractor, sample_docs, overlap):
     one_by_one = [outcome(extractor.extract(doc)) for doc in mixed_stream(sample_docs)]
     assert [o[0] for o in one_by_one] == ["kept", "kept", "rejected", "kept", "kept", "rejected"]
