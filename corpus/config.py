@@ -7,6 +7,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+# Marks a field that changes how fast a stage runs, never what it writes: left out of the stage's fingerprint, so
+# changing it does not re-run the stage and everything after it.
+SPEED_ONLY = {"speed_only": True}
+
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
 
@@ -74,6 +78,7 @@ class ExtractConfig(Section):
         "to 1.2 busy cores per worker. auto: on when the run has fewer busy workers than CPU cores (one worker "
         "on 2 cores: 38 against 31 docs/s on the sample), off when the workers fill the cores (there it costs: 55 "
         "against 59 docs/s with 2 workers on 2 cores).",
+        json_schema_extra=SPEED_ONLY,
     )
 
     def with_overlap_for(self, busy_workers: int, cores: int) -> ExtractConfig:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,12 +41,18 @@ def _word_ngrams_apply(doc: Document, cfg: FilterConfig) -> bool:
     return cfg.ngram_rules_for_unsegmented or doc.lang not in cfg.unsegmented_languages
 
 
+def as_stored(value: float | int) -> float | int:
+    """A value at the precision signals are stored with (float32), so that a fraction of exactly 0.3 compares equal
+    to a threshold of 0.3 instead of sitting above it by float32 rounding."""
+    return float(struct.unpack("f", struct.pack("f", value))[0]) if isinstance(value, float) else value
+
+
 def below(signal: str, threshold: str) -> tuple[Predicate, Detail]:
     """Fires when the signal is under the config threshold, e.g. n_words < min_words."""
 
     def fires(doc: Document, cfg: FilterConfig) -> bool:
         value = _signal(doc, signal)
-        return value is not None and value < getattr(cfg, threshold)
+        return value is not None and as_stored(value) < as_stored(getattr(cfg, threshold))
 
     def detail(doc: Document, cfg: FilterConfig) -> str:
         return f"{signal}={_format(_signal(doc, signal))} < {threshold}={getattr(cfg, threshold)}"
@@ -58,7 +65,7 @@ def above(signal: str, threshold: str) -> tuple[Predicate, Detail]:
 
     def fires(doc: Document, cfg: FilterConfig) -> bool:
         value = _signal(doc, signal)
-        return value is not None and value > getattr(cfg, threshold)
+        return value is not None and as_stored(value) > as_stored(getattr(cfg, threshold))
 
     def detail(doc: Document, cfg: FilterConfig) -> str:
         return f"{signal}={_format(_signal(doc, signal))} > {threshold}={getattr(cfg, threshold)}"
@@ -74,7 +81,7 @@ def _first_ngram_over(doc: Document, thresholds: dict[int, float], template: str
     """Name and values of the first n whose n-gram signal exceeds its threshold, else None."""
     for n, limit in sorted(thresholds.items()):
         value = _signal(doc, template.format(n=n))
-        if value is not None and value > limit:
+        if value is not None and as_stored(value) > as_stored(float(limit)):
             return f"{template.format(n=n)}={_format(value)} > {limit}"
     return None
 

@@ -123,7 +123,7 @@ def extract_unit(
             if result is None:
                 break
             if isinstance(result, Rejection):
-                _reject(ledger, rejected, result.doc, result.stage, result.reason, result.detail)
+                _reject(ledger, rejected, result.doc, result.stage, result.reason, result.detail, annotate)
                 continue
             ledger["extract"].out += 1
             ledger["annotate"].in_ += 1
@@ -132,7 +132,7 @@ def extract_unit(
                 doc = annotator.annotate(result)
             except Exception as exc:  # one bad document must not lose the unit
                 timers["annotate"] += time.perf_counter() - t0
-                _reject(ledger, rejected, result, "annotate", "annotate_error", f"{type(exc).__name__}: {exc}")
+                _reject(ledger, rejected, result, "annotate", "annotate_error", f"{type(exc).__name__}: {exc}", annotate)
                 continue
             timers["annotate"] += time.perf_counter() - t0
             ledger["annotate"].out += 1
@@ -142,8 +142,20 @@ def extract_unit(
     return list(ledger.values())
 
 
-def _reject(ledger: dict, writer: BatchedWriter, doc: Document, stage: str, reason: str, detail: str) -> None:
+def _reject(
+    ledger: dict, writer: BatchedWriter, doc: Document, stage: str, reason: str, detail: str, pii: AnnotateConfig | None = None
+) -> None:
+    """Write a rejected row. With `pii` (extracted text that never reached the annotator), personal data in its text
+    and title is replaced first, as in kept documents: rejected/ is read by people too."""
     doc.raw = None
+    if pii is not None and pii.pii and (doc.text or doc.title):
+        from corpus.annotate import redact_pii
+
+        try:
+            redact_pii(doc, pii)
+        except Exception as exc:  # a text the redactor cannot handle is withheld, not written in clear
+            doc.text, doc.title = "", ""
+            detail = f"{detail}; text withheld, PII replacement failed: {type(exc).__name__}"[:500]
     ledger[stage].drop(reason)
     writer.add(doc.to_rejected_row(stage, reason, detail))
 

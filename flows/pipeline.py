@@ -162,7 +162,11 @@ def plan(cfg: PipelineConfig, from_stage: str | None = None, to_stage: str | Non
 
 
 def _dump(value):
-    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    """A config section as it enters a fingerprint: fields marked SPEED_ONLY left out."""
+    if not hasattr(value, "model_dump"):
+        return value
+    speed_only = {name for name, field in type(value).model_fields.items() if (field.json_schema_extra or {}).get("speed_only")}
+    return value.model_dump(mode="json", exclude=speed_only)
 
 
 # --- Prefect API: one temporary server for the whole run, shared by the workers -------------------------------------
@@ -313,6 +317,10 @@ def run_extract(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> 
     if url_list_inputs(inputs):  # network I/O is its own task, retried on its own; a resumed crawl refetches nothing
         inputs = _task(_crawl_url_lists, "crawl-url-lists", retries=2)(cfg, run_dir)
     units = plan_units(inputs, cfg.ingest)
+    unread = unread_inputs(inputs, cfg.ingest.format)
+    if not units:
+        not_read = f"; not read (no reader for their type): {', '.join(unread[:5])}" if unread else ""
+        raise ValueError(f"no readable input file in {', '.join(map(str, inputs))}{not_read}")
     out = StageOutput(run_dir, "extract", "extracted")
     cores = os.cpu_count() or 1
     extract_cfg = cfg.extract.with_overlap_for(min(cfg.runner.workers or cores, len(units)), cores)
@@ -322,9 +330,7 @@ def run_extract(cfg: PipelineConfig, planned: PlannedStep, report: Reporter) -> 
     ]
     ledger = merge_ledgers(_map_units("extract", corpus_stages.extract_unit, calls, report))
     known = " ".join(suffix for suffix, _ in FORMAT_SUFFIXES)
-    if not ledger:
-        ledger = [LedgerEntry("ingest")]
-    for path in unread_inputs(inputs, cfg.ingest.format):  # never read, so in no count: said here, not dropped quietly
+    for path in unread:  # never read, so in no count: said here, not dropped quietly
         ledger[0].errors.append({"path": path, "offset": None, "error": f"no reader for this file type (known: {known}; or set ingest.format)"})
     out.commit(_manifest(planned, ledger, {"units": len(units), "inputs": inputs}))
 

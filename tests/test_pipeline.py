@@ -216,3 +216,26 @@ def test_a_run_killed_mid_stage_resumes_without_losing_or_repeating_a_document(t
     assert ids(run, "rejected") == ids(unbroken, "rejected")
     documents = ids(run, "documents")
     assert len(documents) == len(set(documents)) > 0
+
+
+def test_a_speed_only_setting_does_not_make_finished_stages_stale(tiny_run):
+    cfg, _, _, _ = tiny_run
+    no_overlap = cfg.model_copy(update={"extract": cfg.extract.model_copy(update={"overlap": False})})
+    assert all(p.action in ("skip", "off") for p in plan(no_overlap))
+    stricter_extraction = cfg.model_copy(update={"extract": cfg.extract.model_copy(update={"fast": True})})
+    assert {p.step.name: p.action for p in plan(stricter_extraction)}["extract"] == "run"
+
+
+def test_rejected_rows_of_extracted_text_carry_no_personal_data(tmp_path):
+    from corpus.config import AnnotateConfig, ExtractConfig, IngestConfig
+    from corpus.sources import plan_units
+    from corpus.stages import extract_unit
+
+    page = tmp_path / "contact.txt"
+    page.write_text("Write to jane.doe@example.com or call +44 20 7946 0958 today. " * 20)
+    (unit,) = plan_units([str(page)], IngestConfig())
+    out, rejected = tmp_path / "out.arrow", tmp_path / "rejected.arrow"
+    extract_unit(unit, IngestConfig(), ExtractConfig(max_doc_chars=200), AnnotateConfig(), out, rejected)
+    (row,) = read_table(rejected).to_pylist()
+    assert row["reason"] == "text_too_long"
+    assert "jane.doe@example.com" not in row["text"] and "7946" not in row["text"] and "<EMAIL>" in row["text"]

@@ -412,6 +412,9 @@ def test_files_no_reader_handles_are_listed_not_skipped_quietly(tmp_path):
     (tmp_path / ".hidden").write_text("skipped on purpose: hidden")
     assert sorted(os.path.relpath(p, tmp_path) for p in unread_inputs([str(tmp_path)])) == ["notes.docx", "notes.md", "sub/image.png"]
     assert unread_inputs([str(tmp_path / "a.html")]) == []
+    as_glob = [str(tmp_path / "*")]  # a stray file matched by a glob is listed too, and stops nothing
+    assert [os.path.relpath(p, tmp_path) for p in expand_inputs(as_glob)] == ["a.html", "b.htm", "sub/c.txt", "sub/d.html"]
+    assert sorted(os.path.relpath(p, tmp_path) for p in unread_inputs(as_glob)) == ["notes.docx", "notes.md", "sub/image.png"]
 
 
 def test_file_groups_make_units_without_losing_a_file(tmp_path):

@@ -147,6 +147,9 @@ def pretrain(
 
     n_params = count_params(model)
     flops_token = flops_per_token(n_params, *shape_of(model), cfg.block_size)
+    if cfg.objective == "masked":  # MaskedLoss projects onto the vocabulary at the masked positions only
+        vocab_matmul = 6 * model.config.vocab_size * model.config.hidden_size
+        flops_token -= vocab_matmul * (1 - cfg.mask_prob)
     device_name = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({platform.machine()})"
     peak = peak_flops(device_name) if device == "cuda" else None
     if peak is not None:

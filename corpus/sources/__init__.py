@@ -245,7 +245,14 @@ def _expand(paths: list[str], fmt: str, unread: list[str] | None = None) -> list
             matches = sorted(glob.glob(path, recursive=True))
             if not matches:
                 raise ValueError(f"input glob {path!r} matches no file")
-            files.extend(_expand(matches, fmt, unread))
+            for match in matches:  # like a walked folder: a stray file in a glob is listed as unread, not fatal
+                match_fmt = input_format(match, fmt) if os.path.isfile(match) else ""
+                if match_fmt:
+                    files.append((match, match_fmt))
+                elif os.path.isdir(match):
+                    files.extend(_expand([match], fmt, unread))
+                elif unread is not None:
+                    unread.append(match)
         elif os.path.isdir(path):
             hf_files = hf_dataset_files(path)
             files.extend([(p, "arrow") for p in hf_files] if hf_files is not None else _walk(path, fmt, unread))
