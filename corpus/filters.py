@@ -47,28 +47,38 @@ def as_stored(value: float | int) -> float | int:
     return float(struct.unpack("f", struct.pack("f", value))[0]) if isinstance(value, float) else value
 
 
-def below(signal: str, threshold: str) -> tuple[Predicate, Detail]:
-    """Fires when the signal is under the config threshold, e.g. n_words < min_words."""
+def below(signal: str, threshold: str, *, inclusive: bool = False) -> tuple[Predicate, Detail]:
+    """Fires when the signal is under the config threshold, e.g. n_words < min_words (or at it, `inclusive`,
+    where the published rule drops at the threshold too)."""
+    sign = "<=" if inclusive else "<"
 
     def fires(doc: Document, cfg: FilterConfig) -> bool:
         value = _signal(doc, signal)
-        return value is not None and as_stored(value) < as_stored(getattr(cfg, threshold))
+        if value is None:
+            return False
+        value, limit = as_stored(value), as_stored(getattr(cfg, threshold))
+        return value <= limit if inclusive else value < limit
 
     def detail(doc: Document, cfg: FilterConfig) -> str:
-        return f"{signal}={_format(_signal(doc, signal))} < {threshold}={getattr(cfg, threshold)}"
+        return f"{signal}={_format(_signal(doc, signal))} {sign} {threshold}={getattr(cfg, threshold)}"
 
     return fires, detail
 
 
-def above(signal: str, threshold: str) -> tuple[Predicate, Detail]:
-    """Fires when the signal is over the config threshold, e.g. dup_line_frac > max_dup_line_frac."""
+def above(signal: str, threshold: str, *, inclusive: bool = False) -> tuple[Predicate, Detail]:
+    """Fires when the signal is over the config threshold, e.g. dup_line_frac > max_dup_line_frac (or at it,
+    `inclusive`)."""
+    sign = ">=" if inclusive else ">"
 
     def fires(doc: Document, cfg: FilterConfig) -> bool:
         value = _signal(doc, signal)
-        return value is not None and as_stored(value) > as_stored(getattr(cfg, threshold))
+        if value is None:
+            return False
+        value, limit = as_stored(value), as_stored(getattr(cfg, threshold))
+        return value >= limit if inclusive else value > limit
 
     def detail(doc: Document, cfg: FilterConfig) -> str:
-        return f"{signal}={_format(_signal(doc, signal))} > {threshold}={getattr(cfg, threshold)}"
+        return f"{signal}={_format(_signal(doc, signal))} {sign} {threshold}={getattr(cfg, threshold)}"
 
     return fires, detail
 
@@ -271,10 +281,10 @@ RULES: list[Rule] = [
     Rule(
         "fineweb_line_punct",
         "fineweb",
-        *only_for(_has_sentence_marks, below("fineweb_line_punct_frac", "min_fineweb_line_punct_frac")),
+        *only_for(_has_sentence_marks, below("fineweb_line_punct_frac", "min_fineweb_line_punct_frac", inclusive=True)),
     ),
-    Rule("fineweb_short_lines", "fineweb", *above("fineweb_short_line_frac", "max_fineweb_short_line_frac")),
-    Rule("fineweb_char_dup", "fineweb", *above("fineweb_char_dup_frac", "max_fineweb_char_dup_frac")),
+    Rule("fineweb_short_lines", "fineweb", *above("fineweb_short_line_frac", "max_fineweb_short_line_frac", inclusive=True)),
+    Rule("fineweb_char_dup", "fineweb", *above("fineweb_char_dup_frac", "max_fineweb_char_dup_frac", inclusive=True)),
     Rule(
         "fineweb_newline_ratio",
         "fineweb",

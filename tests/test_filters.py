@@ -94,9 +94,9 @@ FIRING = [
     ("c4_curly_brace", make_doc(c4_curly_brace=True), {"c4_drop_curly_brace": True}, "c4_curly_brace=True"),
     ("c4_javascript_lines", make_doc(c4_javascript_line_frac=0.5), {}, "c4_javascript_line_frac=0.5 > max_c4_javascript_line_frac=0.3"),
     ("c4_policy_lines", make_doc(c4_policy_line_frac=0.4), {}, "c4_policy_line_frac=0.4 > max_c4_policy_line_frac=0.3"),
-    ("fineweb_line_punct", make_doc(fineweb_line_punct_frac=0.1), {}, "fineweb_line_punct_frac=0.1 < min_fineweb_line_punct_frac=0.12"),
-    ("fineweb_short_lines", make_doc(fineweb_short_line_frac=0.7), {}, "fineweb_short_line_frac=0.7 > max_fineweb_short_line_frac=0.67"),
-    ("fineweb_char_dup", make_doc(fineweb_char_dup_frac=0.02), {}, "fineweb_char_dup_frac=0.02 > max_fineweb_char_dup_frac=0.01"),
+    ("fineweb_line_punct", make_doc(fineweb_line_punct_frac=0.1), {}, "fineweb_line_punct_frac=0.1 <= min_fineweb_line_punct_frac=0.12"),
+    ("fineweb_short_lines", make_doc(fineweb_short_line_frac=0.7), {}, "fineweb_short_line_frac=0.7 >= max_fineweb_short_line_frac=0.67"),
+    ("fineweb_char_dup", make_doc(fineweb_char_dup_frac=0.02), {}, "fineweb_char_dup_frac=0.02 >= max_fineweb_char_dup_frac=0.01"),
     ("fineweb_newline_ratio", make_doc(fineweb_newline_ratio=0.5), {}, "fineweb_newline_ratio=0.5 > max_fineweb_newline_ratio=0.3"),
     ("url_blocklist", make_doc(url="https://www.casino.example/x"), {"url_blocklist": "BLOCKLIST"}, "casino.example"),
 ]  # fmt: skip
@@ -117,6 +117,15 @@ def test_every_rule_has_a_firing_case():
 def test_the_first_rule_in_table_order_names_the_reason():
     doc = make_doc(n_words=12, dup_line_frac=0.9, alpha_word_frac=0.1)
     assert check(doc, FilterConfig())[0] == "gopher_min_words"
+
+
+def test_values_exactly_at_a_threshold_follow_the_published_rule_despite_float32_storage():
+    import numpy as np
+
+    stored = lambda x: float(np.float32(x))  # noqa: E731  signals come back from Arrow as float32
+    assert check(make_doc(dup_line_frac=stored(0.3)), FilterConfig()) is None  # Gopher drops above 0.3 only
+    assert check(make_doc(fineweb_char_dup_frac=stored(0.01)), FilterConfig())[0] == "fineweb_char_dup"  # datatrove: >=
+    assert check(make_doc(fineweb_line_punct_frac=stored(0.12)), FilterConfig())[0] == "fineweb_line_punct"  # <=
 
 
 def test_the_lowest_n_over_its_threshold_is_reported():
