@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,24 @@ PRESETS = {"sample": preset_sample, "tiny": preset_tiny, "gpu": preset_gpu}
 # --- loading ---------------------------------------------------------------------------------------------------------
 
 
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1's SafeLoader with YAML 1.2 booleans: only true/false. Otherwise `date_search: off` or
+    `--set extract.date_search=off` arrive as False and fail a setting whose values are words."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str):
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506  a SafeLoader subclass
+
 def load_config(
     config_file: Path | None = None,
     preset: str = "sample",
@@ -126,7 +145,7 @@ def load_config(
     for key, value in (os.environ if environ is None else environ).items():
         if key.startswith(ENV_PREFIX):
             dotted = key[len(ENV_PREFIX) :].lower().replace("__", ".")
-            tree = deep_merge(tree, _nest(dotted, yaml.safe_load(value)))
+            tree = deep_merge(tree, _nest(dotted, load_yaml(value)))
     tree = deep_merge(tree, overrides or {})
     return validate(tree)
 
@@ -153,7 +172,7 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist: check the path given to --config")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
@@ -165,7 +184,7 @@ def _parse_set(item: str) -> dict:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {item!r}: write it as section.key=value, for example --set tokenizer.vocab_size=4096")
-    return _nest(key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+    return _nest(key.strip(), load_yaml(raw) if raw.strip() else "")
 
 
 def _nest(dotted: str, value: Any) -> dict:

@@ -31,6 +31,15 @@ def test_set_parses_yaml_values():
     assert cfg.pretrain.lr == pytest.approx(3e-4)
 
 
+def test_off_and_on_are_words_not_booleans_in_sets_files_and_environment(tmp_path):
+    (tmp_path / "my.yaml").write_text("extract:\n  date_search: off\n")
+    from_file = load_config(config_file=tmp_path / "my.yaml", environ={})
+    from_set = load_config(sets=["extract.date_search=off"], environ={})
+    from_env = load_config(environ={"CORPUSFORGE__EXTRACT__DATE_SEARCH": "off"})
+    assert from_file.extract.date_search == from_set.extract.date_search == from_env.extract.date_search == "off"
+    assert load_config(sets=["dedup.enabled=False"], environ={}).dedup.enabled is False
+
+
 @pytest.mark.parametrize(
     "sets, message",
     [
