@@ -30,7 +30,6 @@ core per worker).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import multiprocessing
 import resource
@@ -43,6 +42,7 @@ from corpus.config import AnnotateConfig, ExtractConfig, FilterConfig, IngestCon
 from corpus.extract import trafilatura_options
 from corpus.sources import Rejection, plan_units, read_unit
 from corpus.stages import extract_unit, filter_unit
+from flows.config import parse_sets  # --set values read as the CLI reads them
 
 SAMPLE = Path(__file__).resolve().parents[1] / "corpus" / "sample_data" / "sample.warc.gz"
 UNITS = 2  # the same units for every worker count: per-unit costs (a child start) must not differ between runs
@@ -122,18 +122,6 @@ def ours(path: Path, workers: int, extract: ExtractConfig, warm: int) -> tuple[i
     return sum(n for n, _ in done), seconds, sum(c for _, c in done)
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    """`key=value` pairs for ExtractConfig; values are read as JSON when they parse (false, 5), else as strings."""
-    overrides = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, default=SAMPLE)
@@ -143,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
     logging.getLogger("htmldate").setLevel(logging.CRITICAL)
-    extract = ExtractConfig(**parse_overrides(args.overrides))
+    extract = ExtractConfig(**parse_sets(args.overrides))
     payloads = extraction_payloads(args.input)
     n = len(payloads)
     settings = extract.model_dump(include={"backend", "date_search", "overlap", "fast", "favor"})

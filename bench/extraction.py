@@ -42,6 +42,7 @@ from pathlib import Path
 from corpus.config import ExtractConfig
 from corpus.document import Document
 from corpus.extract import Extractor, trafilatura_options
+from flows.config import parse_sets  # --set values read as the CLI reads them
 
 DATA = Path(os.environ.get("CORPUSFORGE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 SYSTEMS = ("trafilatura", "trafilatura-utf8", "ours", "resiliparse", "ours-resiliparse")
@@ -250,18 +251,6 @@ def print_table(title: str, metric: str, scores: dict[str, Score]) -> None:
         )
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    """`key=value` pairs for ExtractConfig; values are read as JSON when they parse (true, 5), else as strings."""
-    overrides = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA / "extraction")
@@ -272,7 +261,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
     logging.getLogger("htmldate").setLevel(logging.CRITICAL)
-    overrides = parse_overrides(args.overrides)
+    overrides = parse_sets(args.overrides)
     systems = [s for s in args.systems.split(",") if s]
     loaders = {
         "trafilatura-eval": (trafilatura_eval_pages, "segment F1 summed over pages, as trafilatura's evaluation"),

@@ -140,8 +140,7 @@ def load_config(
     tree: dict = PRESETS[preset]()
     if config_file is not None:
         tree = deep_merge(tree, _read_yaml(Path(config_file)))
-    for item in sets or []:
-        tree = deep_merge(tree, _parse_set(item))
+    tree = deep_merge(tree, parse_sets(sets or []))
     for key, value in (os.environ if environ is None else environ).items():
         if key.startswith(ENV_PREFIX):
             dotted = key[len(ENV_PREFIX) :].lower().replace("__", ".")
@@ -178,6 +177,14 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections (ingest:, filter:, ...), not {type(data).__name__}")
     return data
+
+
+def parse_sets(items: list[str]) -> dict:
+    """`key.path=value` items (values read as YAML: true, 5, [a, b]) merged into one nested dict, later wins."""
+    tree: dict = {}
+    for item in items:
+        tree = deep_merge(tree, _parse_set(item))
+    return tree
 
 
 def _parse_set(item: str) -> dict:
