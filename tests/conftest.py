@@ -27,3 +27,24 @@ def tiny_run(tmp_path_factory):
     start = time.time()
     ledger = run_pipeline(cfg)
     return cfg, run, ledger, time.time() - start
+
+
+@pytest.fixture(scope="session")
+def sample_record_texts():
+    """A function: record ids -> {record id: text extracted with plain trafilatura from the bundled sample WARC}, a
+    reference independent of our reader and extractor; every id must be found."""
+    return _extract_sample_records
+
+
+def _extract_sample_records(record_ids) -> dict[str, str]:
+    import trafilatura
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    texts = {}
+    with open(Path(__file__).resolve().parents[1] / "corpus" / "sample_data" / "sample.warc.gz", "rb") as stream:
+        for record in ArchiveIterator(stream, record_types=WarcRecordType.response):
+            if record.record_id in record_ids:
+                html = record.reader.read().decode("utf-8", errors="replace")
+                texts[record.record_id] = trafilatura.extract(html, include_tables=True)
+    assert set(texts) == set(record_ids)
+    return texts

@@ -390,21 +390,11 @@ WIKIPEDIA_ARTICLE = "<urn:uuid:8599ffce-a664-54cd-bc1c-1a6312522a20>"
 
 
 @pytest.fixture(scope="module")
-def sample_texts() -> dict[str, str]:
+def sample_texts(sample_record_texts) -> dict[str, str]:
     """record id -> text extracted with trafilatura from the bundled sample WARC."""
-    import trafilatura
-    from fastwarc.warc import ArchiveIterator, WarcRecordType
-
     manifest = {row["record_id"]: row for row in csv.DictReader(open(SAMPLE_DIR / "manifest.tsv"), delimiter="\t")}
     assert all(manifest[r]["lang"] == lang for r, lang in SAMPLE_RECORDS.items())
-    texts = {}
-    with open(SAMPLE_DIR / "sample.warc.gz", "rb") as stream:
-        for record in ArchiveIterator(stream, record_types=WarcRecordType.response):
-            if record.record_id in SAMPLE_RECORDS:
-                html = record.reader.read().decode("utf-8", errors="replace")
-                texts[record.record_id] = trafilatura.extract(html, include_tables=True)
-    assert set(texts) == set(SAMPLE_RECORDS)
-    return texts
+    return sample_record_texts(SAMPLE_RECORDS)
 
 
 def test_real_pages_in_five_languages_get_their_language_and_keyphrases(sample_texts):

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-import corpus
 from corpus.annotate.pii import PiiMatch, find_pii, redact
-
-SAMPLE_WARC = Path(corpus.__file__).parent / "sample_data" / "sample.warc.gz"
 
 POSITIVES = [
     ("Write to john.doe@example.co.uk today.", "Write to <EMAIL> today.", "email"),
@@ -120,18 +116,8 @@ REAL_PAGES = {  # record id -> (page, expected counts)
 
 
 @pytest.fixture(scope="module")
-def real_texts() -> dict[str, str]:
-    import trafilatura
-    from fastwarc.warc import ArchiveIterator, WarcRecordType
-
-    texts = {}
-    with open(SAMPLE_WARC, "rb") as stream:
-        for record in ArchiveIterator(stream, record_types=WarcRecordType.response):
-            if record.record_id in REAL_PAGES:
-                html = record.reader.read().decode("utf-8", errors="replace")
-                texts[record.record_id] = trafilatura.extract(html, include_tables=True)
-    assert set(texts) == set(REAL_PAGES)
-    return texts
+def real_texts(sample_record_texts) -> dict[str, str]:
+    return sample_record_texts(REAL_PAGES)
 
 
 @pytest.mark.parametrize("record_id", REAL_PAGES, ids=[page for page, _ in REAL_PAGES.values()])
