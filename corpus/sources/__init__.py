@@ -13,6 +13,8 @@ names one for every input.
 from __future__ import annotations
 
 import glob
+import gzip
+import io
 import json
 import os
 import re
@@ -89,6 +91,8 @@ _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 _LZ4 = b"\x04\x22\x4d\x18"
 _SNIFF_BYTES = 4096
+# pyarrow's zstd stream returns nothing from a read that meets a truncation: small reads keep more of what came before.
+_ZSTD_READ = 1 << 16
 
 URL_LIST_SCAN_BYTES = 1 << 20
 _URL_LINE = re.compile(r"https?://\S+", re.IGNORECASE)
@@ -104,6 +108,30 @@ def format_by_name(path: str) -> str:
         if name.endswith(suffix):
             return fmt
     return ""
+
+
+def compression_of(path: str) -> str:
+    """ "gzip", "zstd" or "" from the file's magic bytes (names lie: a .jsonl may be gzip, a .gz may be plain)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(_GZIP):
+        return "gzip"
+    if head.startswith(_ZSTD):
+        return "zstd"
+    return ""
+
+
+def open_decompressed(path: str, compression: str):
+    """A binary file object of the file's decompressed bytes (`compression` as `compression_of` gives it)."""
+    if compression == "gzip":
+        return gzip.open(path, "rb")
+    if compression == "zstd":
+        import pyarrow as pa  # pyarrow ships a zstd codec: no extra dependency
+
+        if not pa.Codec.is_available("zstd"):
+            raise OSError("this pyarrow build has no zstd codec: install pyarrow from PyPI to read .zst files")
+        return io.BufferedReader(pa.CompressedInputStream(pa.OSFile(path, "rb"), "zstd"), _ZSTD_READ)
+    return open(path, "rb")
 
 
 def _decompressed_head(head: bytes) -> bytes:

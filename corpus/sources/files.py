@@ -9,7 +9,6 @@ that loses the group.
 
 from __future__ import annotations
 
-import gzip
 import os
 import zlib
 from collections.abc import Iterator
@@ -17,31 +16,18 @@ from pathlib import Path
 
 from corpus.config import IngestConfig
 from corpus.document import Document, stable_id
-from corpus.sources import Rejection, WorkUnit
+from corpus.sources import Rejection, WorkUnit, compression_of, open_decompressed
 
 STAGE = "ingest"
 CONTENT_TYPES = {"html": "text/html", "text": "text/plain"}
 
 
-_GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
-
-
 def read_capped(path: str, cap: int) -> bytes:
     """At most cap + 1 bytes of the file, decompressed when it is gzip or zstd (found by its first bytes): the cap
-    applies to what comes out, so a small compressed bomb cannot fill memory."""
-    with open(path, "rb") as f:
-        magic = f.read(4)
-        if magic.startswith(_GZIP):
-            f.seek(0)
-            with gzip.GzipFile(fileobj=f) as stream:
-                return stream.read(cap + 1)
-        if magic.startswith(_ZSTD):
-            import pyarrow as pa
-
-            with pa.CompressedInputStream(pa.OSFile(path), "zstd") as stream:
-                return stream.read(cap + 1)
-        f.seek(0)
-        return f.read(cap + 1)  # the file may have grown since its size was checked
+    applies to what comes out, so a small compressed bomb cannot fill memory. A file that grew since its size was
+    checked is cut at the cap too."""
+    with open_decompressed(path, compression_of(path)) as stream:
+        return stream.read(cap + 1)
 
 
 def file_item(path: str, fmt: str, cfg: IngestConfig) -> Document | Rejection:

@@ -11,8 +11,6 @@ reader uses it too.
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import re
@@ -22,13 +20,11 @@ from datetime import datetime, timezone
 
 from corpus.config import IngestConfig
 from corpus.document import Document, stable_id
-from corpus.sources import Rejection, WorkUnit
+from corpus.sources import Rejection, WorkUnit, compression_of, open_decompressed
 from corpus.sources.decode import strip_controls
 
 STAGE = "ingest"
 _CUT_SCAN = 1 << 16
-# pyarrow's zstd stream returns nothing from a read that meets a truncation: small reads keep more of what came before.
-_ZSTD_READ = 1 << 16
 _MISSING = object()
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -38,17 +34,6 @@ def _report(errors: list[dict], path: str, offset: int, message: str) -> None:
 
 
 # --- units -----------------------------------------------------------------------------------------------------------
-
-
-def _compression(path: str) -> str:
-    """ "gzip", "zstd" or "" from the file's magic bytes (names lie: a .jsonl may be gzip, a .gz may be plain)."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head.startswith(b"\x1f\x8b"):
-        return "gzip"
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zstd"
-    return ""
 
 
 def plan_cuts(path: str, unit_bytes: int) -> list[int]:
@@ -75,7 +60,7 @@ def plan_cuts(path: str, unit_bytes: int) -> list[int]:
 
 def plan_units(path: str, cfg: IngestConfig) -> list[WorkUnit]:
     try:
-        cuts = [] if _compression(path) else plan_cuts(path, cfg.unit_bytes)
+        cuts = [] if compression_of(path) else plan_cuts(path, cfg.unit_bytes)
     except OSError:
         cuts = []  # unreadable: one unit, whose reading reports it
     bounds = [0, *cuts, -1]
@@ -83,19 +68,6 @@ def plan_units(path: str, cfg: IngestConfig) -> list[WorkUnit]:
 
 
 # --- lines -----------------------------------------------------------------------------------------------------------
-
-
-def _open_stream(path: str, compression: str):
-    """A binary file object of the decompressed JSONL."""
-    if compression == "gzip":
-        return gzip.open(path, "rb")
-    if compression == "zstd":
-        import pyarrow as pa  # pyarrow ships a zstd codec: no extra dependency
-
-        if not pa.Codec.is_available("zstd"):
-            raise OSError("this pyarrow build has no zstd codec: install pyarrow from PyPI to read .zst files")
-        return io.BufferedReader(pa.CompressedInputStream(pa.OSFile(path, "rb"), "zstd"), _ZSTD_READ)
-    return open(path, "rb")
 
 
 def iter_lines(f, start: int, end: int, max_bytes: int) -> Iterator[tuple[int, bytes | None, bool]]:
@@ -241,8 +213,8 @@ def read_records(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Itera
         if os.path.getsize(path) == 0:
             _report(errors, path, 0, "empty file")
             return
-        compression = _compression(path)
-        f = _open_stream(path, compression)
+        compression = compression_of(path)
+        f = open_decompressed(path, compression)
     except OSError as exc:
         _report(errors, path, 0, f"cannot open: {exc}")
         return
