@@ -16,7 +16,10 @@ The windows repeat over 200 steps (about 0.9M tokens of text): this measures spe
     python bench/gpu_train.py                                   # the GPU run (cuda, small, 200 steps, T=1024, B=32)
     python bench/gpu_train.py --device cpu --preset tiny --steps 5 --block-size 64 --batch-size 4 --raw-steps 3
 
-The last line printed is the figures as JSON.
+The last line printed is the figures as JSON; `--json PATH` also writes them to a file, first right after
+pretraining (raw figures still null) and again after the raw loop, so a run killed in the raw loop keeps its main
+figures. Log lines carry the seconds since start, so the compile time shows (step 0's eval and first step).
+`bench/gpu_check.sh` runs this on the device machine.
 """
 
 from __future__ import annotations
@@ -163,6 +166,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--text-chars", type=int, default=0, help="use at most this many characters of text (0 = all)")
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder")
     parser.add_argument("--work", type=Path, default=None, help="folder for shards and the model (default: a temporary one)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file (after each phase)")
+    parser.add_argument(
+        "--raw-budget", type=float, default=0.0,
+        help="skip the raw loop when more than this many seconds have passed since start (0 = never skip)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     import torch
@@ -173,9 +181,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here; run with --device cpu (and a tiny size) to smoke-test")
+    _tensorboard_or_off()
     compile_model = args.device == "cuda" if args.compile is None else args.compile
     work = args.work or Path(tempfile.mkdtemp(prefix="gpu-train-"))
     started = time.perf_counter()
+    _CLOCK["start"] = started
+    print(f"versions: {json.dumps(_versions())}", flush=True)
     try:
         tokenizer_dir = args.data / GPT2_TOKENIZER
         t0 = time.perf_counter()
@@ -200,6 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         metrics = pretrain(cfg, work / "tokens", tokenizer_dir, work / "model", resume=False, log=_print_now)
         pretrain_s = time.perf_counter() - t0
+        train_log = _train_log(work / "model" / "metrics.jsonl")
+        peak_memory = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else None
         if compile_model:
             torch._dynamo.reset()  # drop the compiled graphs (and the model they hold) before the raw loop
         if args.device == "cuda":
@@ -212,12 +225,6 @@ def main(argv: list[str] | None = None) -> dict:
         peak = peak_flops(device_name) if args.device == "cuda" else None
         shape = PRESETS[args.preset]
         flops_token = flops_per_token(metrics["n_params"], shape.n_layer, shape.n_embd, args.block_size)
-        raw = None
-        if args.raw_steps:
-            raw = raw_tokens_per_second(
-                args.preset, metrics["vocab_size"], n_tokens["eos_id"], args.block_size, args.batch_size, args.device, compile_model,
-                args.raw_steps,
-            )  # fmt: skip
         figures = {
             "device": device_name,
             "preset": args.preset,
@@ -234,23 +241,42 @@ def main(argv: list[str] | None = None) -> dict:
             "step_seconds": step_s,
             "data_seconds_per_step": data_s,
             "data_wait_fraction": data_s / step_s,
-            "raw_tokens_per_second": raw,
-            "raw_mfu": raw * flops_token / peak if raw and peak else None,
-            "ours_over_raw": metrics["tokens_per_second"] / raw if raw else None,
+            "flops_per_token": flops_token,
+            "peak_flops": peak,
+            "raw_tokens_per_second": None,
+            "raw_mfu": None,
+            "ours_over_raw": None,
+            "raw_skipped": None,
             "val_loss": [metrics["initial_val_loss"], metrics["final_val_loss"]],
             "pretrain_seconds": round(pretrain_s, 1),
             "total_seconds": round(time.perf_counter() - started, 1),
+            "peak_memory_gib": peak_memory,
+            "train_log": train_log,  # [step, loss, tokens/s, mfu] of each logged step (step 0: warm-up, no rate)
+            "versions": _versions(),
         }
+        _write_json(args.json, figures)
+        _print_summary(figures)
+        raw = None
+        if not args.raw_steps:
+            figures["raw_skipped"] = "--raw-steps 0"
+        elif args.raw_budget and time.perf_counter() - started > args.raw_budget:
+            figures["raw_skipped"] = f"past the {args.raw_budget:.0f} s budget at {time.perf_counter() - started:.0f} s"
+            print(f"raw loop skipped: {figures['raw_skipped']}", flush=True)
+        else:
+            _print_now(f"raw loop: {args.raw_steps} steps" + (" (compiling again)" if compile_model else ""))
+            raw = raw_tokens_per_second(
+                args.preset, metrics["vocab_size"], n_tokens["eos_id"], args.block_size, args.batch_size, args.device, compile_model,
+                args.raw_steps,
+            )  # fmt: skip
+            figures["raw_tokens_per_second"] = raw
+            figures["raw_mfu"] = raw * flops_token / peak if peak else None
+            figures["ours_over_raw"] = metrics["tokens_per_second"] / raw
+        figures["total_seconds"] = round(time.perf_counter() - started, 1)
+        _write_json(args.json, figures)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    mfu = f"{figures['mfu']:.1%}" if figures["mfu"] is not None else "n/a (no peak for this device)"
-    shape_line = f"B={args.batch_size} T={args.block_size}, {args.steps} steps, compile={compile_model}"
-    print(f"== {figures['device']}: GPT-2 {args.preset}, {shape_line}")
-    print(f"ours: {figures['tokens_per_second']:,.0f} tokens/s, MFU {mfu}, {step_s * 1e3:.1f} ms/step")
-    wait = figures["data_wait_fraction"]
-    print(f"data: {data_s * 1e3:.2f} ms per step (sampler + host-to-device alone) = {wait:.2%} of step time")
     if raw:
         print(f"raw:  {raw:,.0f} tokens/s on a fixed on-device batch; ours/raw = {figures['ours_over_raw']:.3f}")
     print(f"total {figures['total_seconds']} s")
@@ -258,8 +284,72 @@ def main(argv: list[str] | None = None) -> dict:
     return figures
 
 
+def _print_summary(figures: dict) -> None:
+    """The pretrain figures, printed as soon as they are known (before the raw loop)."""
+    mfu = f"{figures['mfu']:.1%}" if figures["mfu"] is not None else "n/a (no peak for this device)"
+    shape_line = f"B={figures['batch_size']} T={figures['block_size']}, {figures['steps']} steps, compile={figures['compile']}"
+    print(f"== {figures['device']}: GPT-2 {figures['preset']}, {shape_line}")
+    step_s, data_s = figures["step_seconds"], figures["data_seconds_per_step"]
+    print(f"ours: {figures['tokens_per_second']:,.0f} tokens/s, MFU {mfu}, {step_s * 1e3:.1f} ms/step")
+    wait = figures["data_wait_fraction"]
+    print(f"data: {data_s * 1e3:.2f} ms per step (sampler + host-to-device alone) = {wait:.2%} of step time", flush=True)
+
+
+_CLOCK = {"start": time.perf_counter()}
+
+
 def _print_now(line: str) -> None:
-    print(line, flush=True)
+    print(f"[{time.perf_counter() - _CLOCK['start']:6.1f}s] {line}", flush=True)
+
+
+def _train_log(path: Path) -> list:
+    """[step, loss, tokens/s, mfu] of each train entry pretrain logged (its metrics.jsonl)."""
+    if not path.is_file():
+        return []
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [[e["step"], e["loss"], e.get("tokens_per_second"), e.get("mfu")] for e in entries if e.get("kind") == "train"]
+
+
+def _versions() -> dict:
+    import platform
+
+    import torch
+
+    found = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda}
+    for name in ("transformers", "tokenizers", "pyarrow", "numpy", "pydantic", "triton"):
+        try:
+            found[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 (a missing optional package is reported, not fatal)
+            found[name] = None
+    if torch.cuda.is_available():
+        found["gpu"] = torch.cuda.get_device_name()
+        found["capability"] = ".".join(map(str, torch.cuda.get_device_capability()))
+    return found
+
+
+def _tensorboard_or_off() -> None:
+    """pretrain logs to TensorBoard wherever the package is installed; where it is but will not import (another
+    machine's image), the benchmark turns that log off rather than fail on it."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        import training.pretrain
+
+        training.pretrain._tensorboard = lambda _out_dir: None
+        print(f"tensorboard does not import here ({type(exc).__name__}: {exc}); pretrain runs without its TensorBoard log")
+
+
+def _write_json(path: Path | None, figures: dict) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(figures, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

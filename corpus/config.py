@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from corpus import families as signal_families
 
 # Marks a field that changes how fast a stage runs, never what it writes: left out of the stage's fingerprint, so
 # changing it does not re-run the stage and everything after it.
@@ -123,7 +124,8 @@ class AnnotateConfig(Section):
         return {**PII_PLACEHOLDERS, **value}
 
 
-class FilterConfig(Section):
+# The keys of the `filter` section that belong to no signal family; FilterConfig adds the families' after them.
+class FilterSection(Section):
     """Keep/drop rules over the annotations (corpus/filters.py). Rule families switch on and off as a whole; each
     threshold defaults to its published value (Gopher: Rae et al. 2021; C4: Raffel et al. 2020; FineWeb: Penedo et
     al. 2024, as datatrove implements them) unless its description says otherwise."""
@@ -139,100 +141,44 @@ class FilterConfig(Section):
         "non-alphanumerics, case-insensitive). Reason `url_blocklist`, detail the matching entry. The file is read "
         "once per process; after editing it, rerun with `--from filter` (the config, not the file, is fingerprinted).",
     )
-    gopher_quality: bool = Field(True, description="Apply the Gopher quality rules (gopher_min_words ... gopher_stopwords).")
-    gopher_repetition: bool = Field(
-        True, description="Apply the Gopher repetition rules (gopher_dup_* and gopher_top_ngram / gopher_dup_ngram)."
-    )
-    c4: bool = Field(True, description="Apply the C4 rules (c4_*).")
-    fineweb: bool = Field(True, description="Apply the FineWeb quality rules (fineweb_*).")
-    min_words: int = Field(50, ge=0, description="Gopher: minimum words.")
-    max_words: int = Field(100_000, gt=0, description="Gopher: maximum words.")
-    min_mean_word_len: float = Field(3.0, ge=0, description="Gopher: minimum mean word length (not applied to unsegmented scripts).")
-    max_mean_word_len: float = Field(10.0, gt=0, description="Gopher: maximum mean word length.")
-    max_symbol_ratio: float = Field(0.1, ge=0, description="Gopher: maximum ratio of '#' and '...' to words.")
-    max_bullet_line_frac: float = Field(0.9, ge=0, le=1, description="Gopher: maximum fraction of lines starting with a bullet.")
-    max_ellipsis_line_frac: float = Field(0.3, ge=0, le=1, description="Gopher: maximum fraction of lines ending in an ellipsis.")
-    min_alpha_word_frac: float = Field(0.8, ge=0, le=1, description="Gopher: minimum fraction of words with a letter.")
-    min_stopwords: int = Field(2, ge=0, description="Gopher: minimum stop words (languages with a stop-word list only).")
-    max_dup_line_frac: float = Field(0.3, ge=0, le=1, description="Gopher repetition: duplicate lines fraction.")
-    max_dup_para_frac: float = Field(0.3, ge=0, le=1, description="Gopher repetition: duplicate paragraphs fraction.")
-    max_dup_line_char_frac: float = Field(0.2, ge=0, le=1, description="Gopher repetition: characters in duplicate lines.")
-    max_dup_para_char_frac: float = Field(0.2, ge=0, le=1, description="Gopher repetition: characters in duplicate paragraphs.")
-    max_top_ngram_char_frac: dict[int, float] = Field(
-        default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16},
-        description="Gopher repetition: characters covered by the most frequent n-gram, per n.",
-    )
-    max_dup_ngram_char_frac: dict[int, float] = Field(
-        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
-        description="Gopher repetition: characters covered by duplicated n-grams, per n.",
-    )
-    unsegmented_languages: list[str] = Field(
-        default_factory=lambda: ["zh", "ja", "th", "lo", "km", "my", "bo"],
-        description="Languages written without spaces between words: word-length rules do not apply.",
-    )
-    syllable_block_languages: list[str] = Field(
-        default_factory=lambda: ["ko"],
-        description="Languages written with spaces but in syllable blocks (Hangul), whose words average under 3 "
-        "characters: the mean-word-length rule does not apply (it dropped 4 of the 6 Korean sample pages).",
-    )
-    ngram_rules_for_unsegmented: bool = Field(
-        False,
-        description="Apply the top/duplicate n-gram rules to `unsegmented_languages` too. Their tokens are single "
-        "Han/kana characters or Thai phrases, not words: a repeated 5-character term is no boilerplate (with this on, "
-        "all Japanese sample pages are dropped).",
-    )
-    c4_drop_lorem_ipsum: bool = Field(
-        True, description="C4: drop a page with 'lorem ipsum' in a line C4 keeps (ends in a sentence mark, 3+ words)."
-    )
-    c4_drop_curly_brace: bool = Field(
-        False,
-        description="C4: drop a page with '{' in a line C4 keeps (ends in a sentence mark, 3+ words, no 'javascript'), "
-        "as C4's code applies its curly-bracket rule (the paper says 'any page'). Off by default: it targets script "
-        "code left in page text, which trafilatura already drops with <script>; on the bundled sample it flags 22 of "
-        "509 pages, 17 of them Python, Rust and Apache documentation that writes '{}' in a sentence and 5 Wikipedia "
-        "pages with template remnants ('{{citation needed}}'). true gives C4's behaviour.",
-    )
-    max_c4_javascript_line_frac: float = Field(
-        0.3,
-        ge=0,
-        le=1,
-        description="C4: maximum fraction of lines mentioning 'javascript'. C4 deletes such lines; as we keep text "
-        "whole, a page is dropped when they exceed this share (not published: the 0.3 of Gopher's line rules).",
-    )
-    max_c4_policy_line_frac: float = Field(
-        0.3,
-        ge=0,
-        le=1,
-        description="C4: maximum fraction of lines with 'terms of use', 'privacy policy', 'cookie policy', 'uses "
-        "cookies', 'use of cookies' or 'use cookies' (line removals in C4; threshold not published, as above).",
-    )
-    min_fineweb_line_punct_frac: float = Field(
-        0.12, ge=0, le=1, description="FineWeb: minimum fraction of lines ending in a sentence mark (line_punct_thr)."
-    )
-    max_fineweb_short_line_frac: float = Field(
-        0.67,
-        ge=0,
-        le=1,
-        description="FineWeb: maximum fraction of lines of at most 30 columns (short_line_thr; Han, kana and Hangul "
-        "count two columns).",
-    )
-    max_fineweb_char_dup_frac: float = Field(
-        0.01,
-        ge=0,
-        le=1,
-        description="FineWeb: maximum fraction of characters in lines that repeat an earlier line (char_duplicates_ratio).",
-    )
-    max_fineweb_newline_ratio: float = Field(
-        0.3,
-        ge=0,
-        description="FineWeb: maximum newlines per word (new_line_ratio; not applied to `unsegmented_languages`, whose "
-        "tokens are characters or phrases).",
-    )
-    no_sentence_mark_languages: list[str] = Field(
-        default_factory=lambda: ["th", "lo"],
-        description="Languages that end sentences with a space, not a mark (Thai, Lao): the line-punctuation rule "
-        "fineweb_line_punct does not apply.",
-    )
+
+
+_filter_models: dict[tuple, type[FilterSection]] = {}
+
+
+def filter_config_model(families: list[signal_families.SignalFamily]) -> type[FilterSection]:
+    """FilterConfig for these signal families: the fields of `FilterSection`, then one switch per family with rules
+    (named after it), then every family's settings, family by family. One class per list of families, so that
+    restoring the registry restores the very class."""
+    key = tuple(families)
+    if key not in _filter_models:
+        switches = {f.name: (bool, Field(True, description=f.switch)) for f in families if f.rules}
+        settings = {name: spec for f in families for name, spec in f.settings.items()}
+        taken = sorted(set(FilterSection.model_fields) & (set(switches) | set(settings)))
+        if taken:
+            raise ValueError(f"signal family settings {', '.join(taken)} are filter keys already: rename them")
+        _filter_models[key] = create_model(
+            "FilterConfig",
+            __base__=FilterSection,
+            __module__=__name__,
+            __doc__=FilterSection.__doc__,
+            **switches,
+            **settings,
+        )
+    return _filter_models[key]
+
+
+# The `filter` section: FilterSection's keys, then the family switches (gopher_quality, gopher_repetition, c4,
+# fineweb) and the families' thresholds, declared with their signals and rules in corpus/families/.
+FilterConfig = filter_config_model(signal_families.families())
+
+
+def _follow_signal_families() -> None:
+    global FilterConfig
+    FilterConfig = filter_config_model(signal_families.families())
+
+
+signal_families.on_change(_follow_signal_families)
 
 
 class DedupConfig(Section):

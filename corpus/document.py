@@ -12,81 +12,66 @@ from datetime import datetime
 
 import pyarrow as pa
 
-# Quality signals, one struct field each. Annotators must produce exactly these keys (missing ones become null).
-SIGNAL_FIELDS: list[tuple[str, pa.DataType]] = [
-    ("n_chars", pa.int64()),
-    ("n_words", pa.int64()),
-    ("n_lines", pa.int64()),
-    ("mean_word_len", pa.float32()),
-    ("symbol_ratio", pa.float32()),
-    ("bullet_line_frac", pa.float32()),
-    ("ellipsis_line_frac", pa.float32()),
-    ("alpha_word_frac", pa.float32()),
-    ("n_stopwords", pa.int64()),
-    ("stopword_frac", pa.float32()),
-    ("dup_line_frac", pa.float32()),
-    ("dup_para_frac", pa.float32()),
-    ("dup_line_char_frac", pa.float32()),
-    ("dup_para_char_frac", pa.float32()),
-    ("top_2gram_char_frac", pa.float32()),
-    ("top_3gram_char_frac", pa.float32()),
-    ("top_4gram_char_frac", pa.float32()),
-    ("dup_5gram_char_frac", pa.float32()),
-    ("dup_6gram_char_frac", pa.float32()),
-    ("dup_7gram_char_frac", pa.float32()),
-    ("dup_8gram_char_frac", pa.float32()),
-    ("dup_9gram_char_frac", pa.float32()),
-    ("dup_10gram_char_frac", pa.float32()),
-    # C4 (corpus/annotate/signals.py): line rules as fractions of lines, page rules as flags
-    ("c4_terminal_punct_line_frac", pa.float32()),
-    ("c4_few_words_line_frac", pa.float32()),
-    ("c4_javascript_line_frac", pa.float32()),
-    ("c4_policy_line_frac", pa.float32()),
-    ("c4_lorem_ipsum", pa.bool_()),
-    ("c4_curly_brace", pa.bool_()),
-    # FineWeb
-    ("fineweb_line_punct_frac", pa.float32()),
-    ("fineweb_short_line_frac", pa.float32()),
-    ("fineweb_char_dup_frac", pa.float32()),
-    ("fineweb_newline_ratio", pa.float32()),
-    # PII replaced by placeholders in `text` (corpus/annotate/pii.py); null when PII replacement is off
-    ("pii_emails", pa.int64()),
-    ("pii_ips", pa.int64()),
-    ("pii_phones", pa.int64()),
-]
-SIGNAL_NAMES = [name for name, _ in SIGNAL_FIELDS]
-SIGNALS_TYPE = pa.struct(SIGNAL_FIELDS)
+from corpus import families as signal_families
+
 KEYPHRASES_TYPE = pa.list_(pa.struct([("phrase", pa.string()), ("score", pa.float32())]))
 
-DOCUMENT_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("url", pa.string()),
-        ("source", pa.string()),
-        ("offset", pa.int64()),
-        ("fetched_at", pa.timestamp("s", tz="UTC")),
-        ("title", pa.string()),
-        ("date", pa.string()),
-        ("text", pa.large_string()),
-        ("lang", pa.string()),
-        ("lang_score", pa.float32()),
-        ("signals", SIGNALS_TYPE),
-        ("terms", pa.large_string()),
-        ("keyphrases", KEYPHRASES_TYPE),
-        ("cluster_id", pa.string()),
-        ("split", pa.string()),
-    ]
-)
+# Quality signals, one struct field each: the fields of every signal family (corpus/families/: Gopher quality and
+# repetition, C4, FineWeb, PII counts, then any family registered by an entry point), in registration order.
+# Annotators must produce exactly these keys (missing ones become null). The lists are updated in place and the
+# schemas rebuilt when a family is registered at run time; `_derive_signal_schemas` below fills them.
+SIGNAL_FIELDS: list[tuple[str, pa.DataType]] = []
+SIGNAL_NAMES: list[str] = []
+SIGNALS_TYPE: pa.StructType
+DOCUMENT_SCHEMA: pa.Schema
+REJECTED_SCHEMA: pa.Schema
 
-REJECTED_SCHEMA = pa.schema(
-    list(DOCUMENT_SCHEMA)
-    + [
-        pa.field("stage", pa.string()),
-        pa.field("reason", pa.string()),
-        pa.field("detail", pa.string()),
-        pa.field("kept_id", pa.string()),
-    ]
-)
+
+def _document_schema(signals_type: pa.StructType) -> pa.Schema:
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("url", pa.string()),
+            ("source", pa.string()),
+            ("offset", pa.int64()),
+            ("fetched_at", pa.timestamp("s", tz="UTC")),
+            ("title", pa.string()),
+            ("date", pa.string()),
+            ("text", pa.large_string()),
+            ("lang", pa.string()),
+            ("lang_score", pa.float32()),
+            ("signals", signals_type),
+            ("terms", pa.large_string()),
+            ("keyphrases", KEYPHRASES_TYPE),
+            ("cluster_id", pa.string()),
+            ("split", pa.string()),
+        ]
+    )
+
+
+def _rejected_schema(document_schema: pa.Schema) -> pa.Schema:
+    return pa.schema(
+        list(document_schema)
+        + [
+            pa.field("stage", pa.string()),
+            pa.field("reason", pa.string()),
+            pa.field("detail", pa.string()),
+            pa.field("kept_id", pa.string()),
+        ]
+    )
+
+
+def _derive_signal_schemas() -> None:
+    global SIGNALS_TYPE, DOCUMENT_SCHEMA, REJECTED_SCHEMA
+    SIGNAL_FIELDS[:] = signal_families.signal_fields()
+    SIGNAL_NAMES[:] = [name for name, _ in SIGNAL_FIELDS]
+    SIGNALS_TYPE = pa.struct(SIGNAL_FIELDS)
+    DOCUMENT_SCHEMA = _document_schema(SIGNALS_TYPE)
+    REJECTED_SCHEMA = _rejected_schema(DOCUMENT_SCHEMA)
+
+
+_derive_signal_schemas()
+signal_families.on_change(_derive_signal_schemas)
 
 CLUSTERS_SCHEMA = pa.schema(
     [("doc_id", pa.string()), ("cluster_id", pa.string()), ("kept_id", pa.string()), ("jaccard", pa.float32())]

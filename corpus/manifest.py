@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from corpus.atomic import replace_dir, write_json_atomic
 from corpus.shards import count_rows, read_schema, sha256_file
 
 MANIFEST = "manifest.json"
@@ -213,26 +213,19 @@ class StageOutput:
         manifest.seconds = round(time.time() - self.started, 3)
         write_json_atomic(self.out / MANIFEST, manifest.to_json())
         if rejected_files:
-            _replace_dir(self.rejected, self.rejected_final)
+            replace_dir(self.rejected, self.rejected_final)
         elif self.rejected_final.exists():
             shutil.rmtree(self.rejected_final)
-        _replace_dir(self.out, self.final)
+        replace_dir(self.out, self.final)
         shutil.rmtree(self.tmp, ignore_errors=True)
         return manifest
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        trash = dst.with_name(f".trash-{dst.name}-{os.getpid()}")
-        os.replace(dst, trash)
-        os.replace(src, dst)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(src, dst)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = Path(path).with_name(f".tmp-{Path(path).name}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+def commit_in_place(directory: Path, manifest: Manifest, started: float) -> Manifest:
+    """Finish a stage that wrote into its final folder (training checkpoints): list its files, manifest last."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST and not p.name.startswith("."))
+    manifest.files = [describe_file(p, directory) for p in files]
+    manifest.created_at = time.time()
+    manifest.seconds = round(time.time() - started, 3)
+    write_json_atomic(directory / MANIFEST, manifest.to_json())
+    return manifest

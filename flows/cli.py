@@ -60,8 +60,8 @@ def run(
 
     from flows.pipeline import run_pipeline
 
-    todo = [p.step.name for p in planned if p.action == "run"]
-    done = [p.step.name for p in planned if p.action == "skip"]
+    todo = [p.stage.name for p in planned if p.action == "run"]
+    done = [p.stage.name for p in planned if p.action == "skip"]
     console.print(f"[bold]corpusforge[/bold] run -> {cfg.output}")
     if done:
         console.print(f"  up to date, skipped: {', '.join(done)}")

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
+from corpus import config as corpus_config
 from corpus.config import (
     AnnotateConfig,
     CrawlConfig,
@@ -53,6 +54,26 @@ class PipelineConfig(Section):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     crawl: CrawlConfig = Field(default_factory=CrawlConfig)
+
+
+_pipeline_models: dict[type, type[PipelineConfig]] = {}
+
+
+def pipeline_model() -> type[PipelineConfig]:
+    """The model a config tree is validated with: PipelineConfig, or, after a signal family was registered in this
+    process once this module was imported (tests), a subclass whose `filter` section is the FilterConfig with that
+    family's settings. Families registered at import (built-ins, entry points) are in PipelineConfig itself."""
+    filter_model = corpus_config.FilterConfig
+    if PipelineConfig.model_fields["filter"].annotation is filter_model:
+        return PipelineConfig
+    if filter_model not in _pipeline_models:
+        _pipeline_models[filter_model] = create_model(
+            PipelineConfig.__name__,
+            __base__=PipelineConfig,
+            __module__=__name__,
+            filter=(filter_model, Field(default_factory=filter_model)),
+        )
+    return _pipeline_models[filter_model]
 
 
 class ConfigError(ValueError):
@@ -150,9 +171,10 @@ def load_config(
 
 
 def validate(tree: dict) -> PipelineConfig:
-    _check_keys(tree, PipelineConfig, "")
+    model = pipeline_model()
+    _check_keys(tree, model, "")
     try:
-        return PipelineConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as err:
         raise ConfigError(_explain(err)) from None
 
@@ -228,7 +250,7 @@ def _explain(err: ValidationError) -> str:
 
 
 def _field_for(dotted: str):
-    model: Any = PipelineConfig
+    model: Any = pipeline_model()
     field = None
     for part in dotted.split("."):
         fields = getattr(model, "model_fields", {})

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from corpus.manifest import MANIFEST, read_manifest, verify
 from corpus.shards import open_batches, read_schema
 
-RUN_DIRS = ["extracted", "filtered", "dedup", "documents", "tokenizer", "tokens", "model", "finetune"]
+RUN_DIRS = ["extracted", "filter", "dedup", "documents", "tokenizer", "tokens", "model", "finetune"]
 
 
 def inspect_target(target: Path, sample: int = 3, why: str | None = None, verify: bool = False) -> dict:

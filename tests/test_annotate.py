@@ -265,6 +265,28 @@ def test_pii_in_the_title_is_replaced_too():
     assert doc.title == "Mail [email]" and doc.signals["pii_emails"] == 1
 
 
+BIRDS = (
+    "Bird migration\nIn autumn, the bird migration brings millions of geese to the lake. The geese rest at the lake "
+    "for a week, and the bird watchers at the lake count them."
+)
+
+
+def test_keyphrase_scores_of_a_literal_text_are_positive_ranked_and_bounded():
+    """A score is the PageRank mass of the phrase's words (all word scores of a text sum to 1) times a position
+    factor in (1, 2]: for phrases that repeat no word, as here, every score lies in (0, 2]."""
+    doc = annotate(BIRDS)
+    phrases = [p for p, _ in doc.keyphrases]
+    scores = [s for _, s in doc.keyphrases]
+    assert phrases == [
+        "bird migration brings millions", "bird migration", "bird watchers", "geese rest", "lake count", "lake",
+        "geese", "autumn", "week",
+    ]  # fmt: skip
+    assert scores[0] == pytest.approx(0.7957, abs=1e-3)  # the title words, boosted by their position
+    assert scores[-1] == pytest.approx(0.1224, abs=1e-3)
+    assert all(0 < s <= 2 for s in scores)
+    assert scores == sorted(scores, reverse=True)
+
+
 def test_keyphrases_top_k_zero_disables_them():
     assert annotate("Optimal ship control as a multi-step matrix game", keyphrases_top_k=0).keyphrases == []
 
@@ -281,6 +303,8 @@ HOSTILE_TEXTS = {
     "thai": "ภาษาไทยเป็นภาษา " * 2_000,
     "url-like run": "http://x.com/" + "a/" * 100_000,
 }
+# No word in them: nothing to rank.
+WORDLESS_TEXTS = {"empty", "whitespace", "punctuation only", "one hash", "200,000 opening brackets", "emoji run"}
 
 
 @pytest.mark.parametrize("name", HOSTILE_TEXTS)
@@ -290,7 +314,8 @@ def test_annotator_never_raises_and_fills_every_signal(name):
     assert doc.text == text
     assert list(doc.signals) == SIGNAL_NAMES
     assert doc.signals["n_chars"] == len(text)
-    assert all(0 <= s for _, s in doc.keyphrases)
+    if name in WORDLESS_TEXTS:
+        assert doc.keyphrases == []
 
 
 def test_text_without_letters_has_no_language():

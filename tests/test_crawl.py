@@ -27,8 +27,8 @@ from corpus.sources.crawl import (
     crawl,
     crawl_url_lists,
     extract_links,
-    normalize_url,
 )
+from corpus.urls import normalize_url
 
 ROBOTS = b"User-agent: *\nDisallow: /private/\nCrawl-delay: 0.05\n\nUser-agent: otherbot\nDisallow: /\n"
 N_PAGES = 5
@@ -316,31 +316,7 @@ def test_url_lists_are_crawled_into_warc_for_the_pipeline(server, tmp_path):
 
 
 # --- helpers on literals ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "url, expected",
-    [
-        ("HTTP://Example.COM:80/a/./b/../c?q=1&a=2#frag", "http://example.com/a/c?q=1&a=2"),
-        ("https://example.com", "https://example.com/"),
-        ("https://example.com:8443/%7euser/%e2%82%ac x", "https://example.com:8443/~user/%E2%82%AC%20x"),
-        ("https://Bücher.de/ä", "https://xn--bcher-kva.de/%C3%A4"),
-        ("http://[::1]:8080/x", "http://[::1]:8080/x"),
-        ("http://a.com/100%", "http://a.com/100%25"),
-        ("https://user:pw@a.com/../../x", "https://a.com/x"),
-        ("mailto:a@b.org", None),
-        ("javascript:alert(1)", None),
-        ("file:///etc/passwd", None),
-        ("http://", None),
-    ],
-)
-def test_normalize_url(url, expected):
-    assert normalize_url(url) == expected
-
-
-def test_normalize_url_resolves_relative_links():
-    assert normalize_url("../d?x#y", "https://a.com/b/c/e.html") == "https://a.com/b/d?x"
-    assert normalize_url("//cdn.a.com/x", "https://a.com/") == "https://cdn.a.com/x"
+# normalize_url (corpus/urls.py, shared with dedup) has its table in test_urls.py.
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,11 @@ from corpus.dedup import (
     keys_unit,
     lsh_params,
     normalize_text,
-    normalize_url,
     s_curve,
     threshold_for,
     update_index,
 )
-from corpus.dedup.exact import canonical_batch
+from corpus.dedup.exact import canonical_batch, url_key
 from corpus.dedup.minhash import MinHasher, derive_bands_rows, estimated_jaccard, unsegmented_docs
 from corpus.dedup.unionfind import components_of_edges, connected_components
 from corpus.document import CLUSTERS_SCHEMA, REJECTED_SCHEMA, Document, documents_to_table
@@ -150,10 +149,11 @@ def test_union_find_labels_components_by_their_first_node():
     assert nodes.tolist() == [10, 20, 30, 40, 50] and labels.tolist() == [10, 10, 30, 10, 30]
 
 
-def test_normalize_url():
-    assert normalize_url("HTTPS://Example.COM:443/a?b=1#frag") == "https://example.com/a?b=1"
-    assert normalize_url("http://example.com") == "http://example.com/"
-    assert normalize_url("") == ""
+def test_url_key_groups_spellings_of_one_url():
+    # the normaliser itself (corpus/urls.py, shared with the crawler) is pinned in test_urls.py
+    assert url_key("HTTPS://Example.COM:443/a?b=1#frag") == url_key("https://example.com/a?b=1")
+    assert url_key("http://example.com") == url_key("http://example.com/") != url_key("https://example.com/")
+    assert url_key("") == 0
 
 
 # --- clusters -----------------------------------------------------------------------------------------------------

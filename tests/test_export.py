@@ -43,7 +43,8 @@ def _paragraphs(shared_data: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tokens_dir(shared_data, gpt2_dir, tmp_path_factory) -> Path:
-    """tokens/{train,val}/shard-0000{0,1}.arrow: 120 real paragraphs, an empty document, every 4th one in val."""
+    """tokens/{train,val}/shard-0000{0,1}.arrow: 120 real paragraphs (every 4th in val) and an empty document,
+    which encode_shard leaves out."""
     root = tmp_path_factory.mktemp("run")
     texts = _paragraphs(shared_data)
     texts.insert(7, "")
@@ -98,7 +99,7 @@ def test_nanogpt_round_trip_gives_the_token_shards_ids(tokens_dir, gpt2_dir, tmp
         assert np.flatnonzero(exported == GPT2_EOS).tolist() == (np.cumsum([len(d) for d in documents]) - 1).tolist()
         assert summary["docs"][split] == len(documents)
         assert summary["tokens"][split] == len(exported)
-    assert summary["docs"] == {"train": 91, "val": 30}
+    assert summary["docs"] == {"train": 90, "val": 30}
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["vocab_size"] == 50_257 and meta["eos_id"] == GPT2_EOS and meta["dtype"] == "uint16"
     assert meta["tokenizer_sha256"] == sha256_file(gpt2_dir / "tokenizer.json")
@@ -150,7 +151,7 @@ def test_writes_in_bounded_chunks_with_the_same_result(tokens_dir, tmp_path, mon
 
 def test_megatron_round_trip_keeps_every_document(tokens_dir, tmp_path):
     summary = export_megatron(tokens_dir, tmp_path / "out")
-    assert summary["dtype"] == "uint16" and summary["docs"] == {"train": 91, "val": 30}
+    assert summary["dtype"] == "uint16" and summary["docs"] == {"train": 90, "val": 30}
     for split in ("train", "val"):
         documents = _documents(tokens_dir, split)
         prefix = tmp_path / "out" / f"{split}_text_document"

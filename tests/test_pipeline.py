@@ -110,7 +110,7 @@ def test_refilter_does_not_reextract(run_copy):
     cfg, run = run_copy
     extracted_before = (run / "extracted" / "manifest.json").read_text()
     stricter = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"min_words": 400})})
-    actions = {p.step.name: p.action for p in plan(stricter)}
+    actions = {p.stage.name: p.action for p in plan(stricter)}
     assert actions["extract"] == "skip" and actions["filter"] == "run"
     ledger = run_pipeline(stricter, to_stage="shard")
     assert (run / "extracted" / "manifest.json").read_text() == extracted_before
@@ -140,11 +140,12 @@ def test_finetune_stage_runs_when_a_labelled_set_is_configured(run_copy, shared_
     data = shared_data / "classification" / "sst2-glue" / "train.tsv"
     finetune = cfg.finetune.model_copy(update={"data": str(data), "text_column": "sentence", "max_train": 600, "max_eval": 200, "epochs": 1})
     with_finetune = cfg.model_copy(update={"finetune": finetune})
-    actions = {p.step.name: p.action for p in plan(with_finetune)}
+    actions = {p.stage.name: p.action for p in plan(with_finetune)}
     assert actions["finetune"] == "run" and actions["pretrain"] == "skip"
     ledger = run_pipeline(with_finetune)
     stage = ledger["stages"][-1]
-    assert stage["name"] == "finetune" and stage["in"] == stage["out"] > 0
+    assert stage["name"] == "finetune" and stage["out"] == 800  # max_train 600 + max_eval 200 of the rows read
+    assert stage["in"] == stage["out"] + sum(stage["dropped"].values()) and set(stage["dropped"]) == {"over_max_train", "over_max_eval"}
     assert set(stage["metrics"]) >= {"accuracy", "macro_f1", "majority_baseline", "n_train", "n_eval"}
     assert (run / "finetune" / "metrics.json").is_file()
 
@@ -223,7 +224,7 @@ def test_a_speed_only_setting_does_not_make_finished_stages_stale(tiny_run):
     no_overlap = cfg.model_copy(update={"extract": cfg.extract.model_copy(update={"overlap": False})})
     assert all(p.action in ("skip", "off") for p in plan(no_overlap))
     stricter_extraction = cfg.model_copy(update={"extract": cfg.extract.model_copy(update={"fast": True})})
-    assert {p.step.name: p.action for p in plan(stricter_extraction)}["extract"] == "run"
+    assert {p.stage.name: p.action for p in plan(stricter_extraction)}["extract"] == "run"
 
 
 def test_rejected_rows_of_extracted_text_carry_no_personal_data(tmp_path):

@@ -282,17 +282,19 @@ def test_encode_shard_writes_train_and_val_with_eos(trained, documents_shard, tm
     result = encode_shard(folder, documents_shard, tokens_dir, TokensConfig())
     tokenizer = load_tokenizer(folder)
     expected = {
-        split: [(i, tokenizer.encode(t, add_special_tokens=False).ids + [0]) for i, t, s in ENCODE_DOCS if s == split]
+        split: [(i, tokenizer.encode(t, add_special_tokens=False).ids + [0]) for i, t, s in ENCODE_DOCS if s == split and t]
         for split in ("train", "val")
     }
     # The literal "<|endoftext|>" in d3 is plain text: the only EOS is the one appended.
-    d3_ids = expected["train"][2][1]
-    assert d3_ids.count(0) == 1 and d3_ids[-1] == 0
-    assert expected["train"][1] == ("d2", [0])  # an empty document is EOS alone
+    d3_ids = expected["train"][1][1]
+    assert expected["train"][1][0] == "d3" and d3_ids.count(0) == 1 and d3_ids[-1] == 0
+    # the empty document d2 is left out (it would only add an EOS) and counted
+    assert "d2" not in [i for i, _ in expected["train"]]
 
     assert result == {
-        "docs": {"train": 4, "val": 2},
+        "docs": {"train": 3, "val": 2},
         "tokens": {split: sum(len(ids) for _, ids in expected[split]) for split in ("train", "val")},
+        "empty": 1,
     }
     for split in ("train", "val"):
         path = tokens_dir / split / "shard-00003.arrow"
@@ -328,7 +330,7 @@ def test_token_shards_load_with_datasets(trained, documents_shard, tmp_path):
     encode_shard(folder, documents_shard, tmp_path / "tokens", TokensConfig())
     train = tmp_path / "tokens" / "train" / "shard-00003.arrow"
     from_file = datasets.Dataset.from_file(str(train))
-    assert from_file["doc_id"] == ["d0", "d2", "d3", "d5"]
+    assert from_file["doc_id"] == ["d0", "d3", "d5"]  # d2 has no text: left out
     assert all(ids[-1] == 0 for ids in from_file["input_ids"])
     loaded = datasets.load_dataset(
         "arrow", data_files=str(tmp_path / "tokens" / "val" / "*.arrow"), split="train", cache_dir=str(tmp_path / "hf")

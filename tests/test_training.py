@@ -123,18 +123,33 @@ def _cfg(**overrides) -> PretrainConfig:
 # --- pure parts -------------------------------------------------------------------------------------------
 
 
-def test_lr_schedule_is_a_pure_function_of_the_step():
+def test_lr_schedule_pins_warmup_cosine_and_floor():
     from training.pretrain import lr_at
 
     cfg = PretrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110)
-    assert lr_at(0, cfg) == pytest.approx(1e-3 / 11)
-    assert lr_at(9, cfg) == pytest.approx(1e-3 * 10 / 11)
-    assert lr_at(10, cfg) == pytest.approx(1e-3)  # warmup ends at the peak
-    assert lr_at(60, cfg) == pytest.approx(5.5e-4)  # half way down the cosine: the mean of peak and floor
-    assert lr_at(110, cfg) == pytest.approx(1e-4)
-    assert lr_at(500, cfg) == pytest.approx(1e-4)
-    assert [lr_at(s, cfg) for s in range(120)] == [lr_at(s, cfg) for s in range(120)]
-    assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 120))
+    before = cfg.model_dump()
+    # Asked out of order, to show that no call depends on an earlier one (a pure function of the step).
+    got = {step: lr_at(step, cfg) for step in (110, 0, 85, 10, 500, 35, 9, 60, 4, 109, 11)}
+    assert got == pytest.approx(
+        {
+            0: 1e-3 / 11,  # warmup starts at lr / (warmup_steps + 1), not at 0 (a first step with lr 0 is wasted)
+            4: 5e-3 / 11,  # linear
+            9: 10e-3 / 11,  # last warmup step
+            10: 1e-3,  # warmup ends at the peak
+            11: 1e-4 + 9e-4 * (1 + math.cos(math.pi / 100)) / 2,  # 9.9978e-4: the cosine has begun
+            35: 8.681981e-4,  # a quarter of the way down: floor + (peak - floor) * (1 + cos(pi/4)) / 2
+            60: 5.5e-4,  # half way: the mean of peak and floor
+            85: 2.318019e-4,  # three quarters: floor + (peak - floor) * (1 - cos(pi/4)) / 2
+            109: 1.0022205e-4,  # one step before the end, just above the floor
+            110: 1e-4,  # max_steps: the floor
+            500: 1e-4,  # and the floor after it
+        },
+        rel=1e-6,
+    )
+    assert cfg.model_dump() == before
+    steps = [lr_at(s, cfg) for s in range(10, 120)]
+    assert all(a > b for a, b in zip(steps[:100], steps[1:101]))  # strictly down from the peak to the floor
+    assert steps[100:] == [1e-4] * 10
 
 
 def test_bits_per_byte_and_flops_numbers():

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from corpus.atomic import atomic_path
 from corpus.document import tokens_schema
 from corpus.shards import open_batches, sha256_file
 from tokenizer.config import TokensConfig
@@ -137,18 +138,17 @@ def _is_val(batch: pa.RecordBatch) -> np.ndarray:
 def _write_atomically(path: Path, table: pa.Table) -> None:
     """Write next to the target and rename, so a killed run never leaves a half-written shard under its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+    with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    os.replace(tmp, path)
 
 
 def encode_shard(tokenizer_dir: Path, src: Path, dst_dir: Path, cfg: TokensConfig, column: str = "text") -> dict:
     """Encode one documents shard into `dst_dir/train/<stem>.arrow` and `dst_dir/val/<stem>.arrow`.
 
-    Every document becomes one row whose ids end with EOS; a document without text becomes EOS alone. Both files
-    are always written, empty or not. Returns {"docs": {"train": n, "val": n}, "tokens": {"train": n, "val": n}},
-    tokens counting the EOS ids.
+    Every document with text becomes one row whose ids end with EOS; one without text (or whose text encodes to no
+    token) is left out and counted, since it would only add an EOS. Both files are always written, empty or not.
+    Returns {"docs": {"train": n, "val": n}, "tokens": {"train": n, "val": n}, "empty": n}, tokens counting the
+    EOS ids.
     """
     src, dst_dir = Path(src), Path(dst_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -159,6 +159,7 @@ def encode_shard(tokenizer_dir: Path, src: Path, dst_dir: Path, cfg: TokensConfi
     schema = tokens_schema(vocab_size, tokenizer_sha256=tokenizer_sha256(tokenizer_dir), eos_id=eos_id)
     dtype = np.dtype(schema.metadata[b"dtype"].decode())
     buffers = {split: _SplitBuffer(dtype) for split in SPLITS}
+    empty = 0
 
     for group in _document_groups(src, column, cfg):
         texts = [text or "" for batch in group for text in batch.column(column).to_pylist()]
@@ -167,7 +168,9 @@ def encode_shard(tokenizer_dir: Path, src: Path, dst_dir: Path, cfg: TokensConfi
         del encodings  # the Encoding objects hold ~30x the text; keep only the id lists
         doc_ids = pa.concat_arrays([batch.column("id") for batch in group])
         is_val = np.concatenate([_is_val(batch) for batch in group])
-        for split, rows in (("train", np.flatnonzero(~is_val)), ("val", np.flatnonzero(is_val))):
+        has_tokens = np.fromiter(map(bool, ids_lists), dtype=bool, count=len(ids_lists))
+        empty += int((~has_tokens).sum())
+        for split, rows in (("train", np.flatnonzero(~is_val & has_tokens)), ("val", np.flatnonzero(is_val & has_tokens))):
             if len(rows):
                 buffers[split].add(doc_ids.take(pa.array(rows)), [ids_lists[i] for i in rows], eos_id)
 
@@ -176,6 +179,7 @@ def encode_shard(tokenizer_dir: Path, src: Path, dst_dir: Path, cfg: TokensConfi
     return {
         "docs": {split: buffers[split].n_docs for split in SPLITS},
         "tokens": {split: buffers[split].n_tokens for split in SPLITS},
+        "empty": empty,
     }
 
 

@@ -23,7 +23,6 @@ no code with the writers, so a round trip through them checks the layout rather 
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -34,6 +33,7 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 
+from corpus.atomic import atomic_path
 from tokenizer.encode import SPLITS, token_stream
 
 FORMATS = ("nanogpt", "megatron")
@@ -129,15 +129,10 @@ def _atomic_files(targets: list[Path]) -> Iterator[list[BinaryIO]]:
 
     An error removes the temporaries and leaves any earlier file under the target names untouched.
     """
-    temporaries = [t.with_name(f".tmp-{t.name}") for t in targets]
-    try:
-        with ExitStack() as stack:
-            yield [stack.enter_context(open(tmp, "wb")) for tmp in temporaries]
-        for tmp, target in zip(temporaries, targets, strict=True):
-            os.replace(tmp, target)
-    finally:
-        for tmp in temporaries:
-            tmp.unlink(missing_ok=True)
+    with ExitStack() as stack:
+        # entered last target first, so that leaving the block renames them in the targets' order
+        temporaries = [stack.enter_context(atomic_path(target)) for target in reversed(targets)][::-1]
+        yield [stack.enter_context(open(tmp, "wb")) for tmp in temporaries]
 
 
 def _start_export(out_dir: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -84,27 +85,43 @@ def eligible_bytes(shard_paths: list[Path], cfg: TokenizerConfig, column: str = 
     return total
 
 
-def sample_texts(shard_paths: list[Path], cfg: TokenizerConfig, column: str = "text") -> Iterator[str]:
+def sample_texts(
+    shard_paths: list[Path], cfg: TokenizerConfig, column: str = "text", counts: Counter | None = None
+) -> Iterator[str]:
     """A reproducible sample (by `cfg.seed`) of documents, at most `cfg.sample_bytes` UTF-8 bytes in all.
 
     Streams the shards batch by batch. When the corpus exceeds the budget, a document is drawn when a hash of
     (seed, id) falls under budget/total, which keeps the draw independent of shard order and batch size; a hard
     cap then skips any piece that would overflow the budget. Texts longer than MAX_CHUNK_CHARS come out in pieces.
+    `counts`, when given, receives what happened to each document once the generator is exhausted: "sampled",
+    "val_split" (held out by train_split_only), "empty_text", "not_drawn" and "over_budget".
     """
+    counts = Counter() if counts is None else counts
     total = eligible_bytes(shard_paths, cfg, column)
     rate = cfg.sample_bytes / total if total else 1.0
     taken = 0
     for batch in _text_batches(shard_paths, column):
-        batch = batch.filter(_eligible(batch, cfg.train_split_only))
+        eligible = _eligible(batch, cfg.train_split_only)
+        n_valid = batch.num_rows - batch.column("_text").null_count
+        counts["empty_text"] += batch.num_rows - n_valid
+        counts["val_split"] += n_valid - (pc.sum(eligible).as_py() or 0)
+        batch = batch.filter(eligible)
         for doc_id, text in zip(batch.column("id").to_pylist(), batch.column("_text").to_pylist(), strict=True):
-            if not text or (rate < 1.0 and _sample_unit(cfg.seed, doc_id) >= rate):
+            if not text:
+                counts["empty_text"] += 1
                 continue
+            if rate < 1.0 and _sample_unit(cfg.seed, doc_id) >= rate:
+                counts["not_drawn"] += 1
+                continue
+            used = False
             for piece in chunk_text(text):
                 size = len(piece.encode("utf-8"))
                 if taken + size > cfg.sample_bytes:
                     continue
                 taken += size
+                used = True
                 yield piece
+            counts["sampled" if used else "over_budget"] += 1
 
 
 def _training_batches(texts: Iterable[str]) -> Iterator[list[str]]:

@@ -21,10 +21,11 @@ import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from corpus.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 STATE_DIR = "trainer_state"
 LATEST = "latest"
@@ -42,16 +43,6 @@ class Checkpoint:
         return self.path / "model"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
-
-
 def step_name(step: int) -> str:
     return f"step-{step:08d}"
 
@@ -61,16 +52,15 @@ def save_checkpoint(out_dir: Path, model, optimizer: torch.optim.Optimizer, stat
     root = Path(out_dir) / STATE_DIR
     root.mkdir(parents=True, exist_ok=True)
     name = step_name(state["step"])
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    model.save_pretrained(tmp / "model")
-    write_optimizer(tmp, optimizer)
-    save_file(capture_torch_rng(), str(tmp / "rng.safetensors"))
-    write_json_atomic(tmp / "state.json", {**state, "python_rng": capture_python_rng()})
     final = root / name
     shutil.rmtree(final, ignore_errors=True)  # a leftover of the same step from a run that died after the rename
-    os.replace(tmp, final)
+    with atomic_path(final) as tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        model.save_pretrained(tmp / "model")
+        write_optimizer(tmp, optimizer)
+        save_file(capture_torch_rng(), str(tmp / "rng.safetensors"))
+        write_json_atomic(tmp / "state.json", {**state, "python_rng": capture_python_rng()})
     write_text_atomic(root / LATEST, name + "\n")
     for stale in root.iterdir():
         if stale.name not in (name, LATEST) and stale.is_dir():
@@ -106,22 +96,20 @@ def export_model(model_dir: Path, out_dir: Path) -> None:
     Weights are hard-linked (no second copy on disk) where the file system allows it.
     """
     for src in sorted(model_dir.iterdir()):
-        tmp = out_dir / f".tmp-{src.name}-{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, out_dir / src.name)
+        with atomic_path(out_dir / src.name) as tmp:
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
 
 
 def export_tokenizer(tokenizer_dir: Path, out_dir: Path) -> None:
     """Copy the tokenizer files byte for byte (their sha256 is what the token shards name), atomically each."""
     for src in sorted(Path(tokenizer_dir).iterdir()):
         if src.is_file() and src.name not in NOT_TOKENIZER_FILES:
-            tmp = out_dir / f".tmp-{src.name}-{os.getpid()}"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, out_dir / src.name)
+            with atomic_path(out_dir / src.name) as tmp:
+                shutil.copyfile(src, tmp)
 
 
 # --- optimizer: tensors to safetensors, structure to JSON ---------------------------------------------------

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.atomic import write_json_atomic
 from training import checkpoint as ckpt
 from training.config import FinetuneConfig
 
@@ -162,6 +163,7 @@ class LabelledSplits:
     eval_labels: np.ndarray  # (n_eval,) class ids
     labels: list[str]  # id -> label
     eval_source: str  # "eval_data" or "split"
+    rows: dict  # rows read and rows left out by the max_train/max_eval caps: the stage's ledger
 
 
 def load_splits(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> LabelledSplits:
@@ -186,15 +188,19 @@ def load_splits(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Labe
     else:
         train_idx, eval_idx = stratified_split(y, cfg.eval_fraction, rng)
         eval_texts, eval_y, source = [texts[i] for i in eval_idx], y[eval_idx], "split"
+    rows = {"read": len(y) + (len(eval_y) if cfg.eval_data else 0), "over_max_train": 0, "over_max_eval": 0}
     if cfg.max_train:
+        before = len(train_idx)
         train_idx = train_idx[stratified_sample(y[train_idx], cfg.max_train, rng)]
+        rows["over_max_train"] = before - len(train_idx)
     if cfg.max_eval:
         keep = stratified_sample(eval_y, cfg.max_eval, rng)
+        rows["over_max_eval"] = len(eval_y) - len(keep)
         eval_texts, eval_y = [eval_texts[i] for i in keep], eval_y[keep]
     if len(eval_y) == 0:
         raise ValueError(f"{cfg.data}: too few rows to hold out a dev set; give finetune.eval_data")
     log(f"finetune data: {len(train_idx):,} train / {len(eval_y):,} dev ({source}), {len(names)} classes")
-    return LabelledSplits([texts[i] for i in train_idx], y[train_idx], eval_texts, eval_y, names, source)
+    return LabelledSplits([texts[i] for i in train_idx], y[train_idx], eval_texts, eval_y, names, source, rows)
 
 
 # --- scores ----------------------------------------------------------------------------------------------------
@@ -472,6 +478,7 @@ def finetune(cfg: FinetuneConfig, model_dir: Path, out_dir: Path, *, log: Callab
         "majority_baseline": majority_baseline(data.train_labels, data.eval_labels),
         "n_train": len(train_ids),
         "n_eval": len(eval_ids),
+        "rows": data.rows,
         "epochs": len(history),
         "best_epoch": best["epoch"],
         "labels": data.labels,
@@ -482,7 +489,7 @@ def finetune(cfg: FinetuneConfig, model_dir: Path, out_dir: Path, *, log: Callab
         "history": history,
         "seconds": round(time.time() - started, 3),
     }
-    ckpt.write_json_atomic(out_dir / "metrics.json", metrics)
+    write_json_atomic(out_dir / "metrics.json", metrics)
     log(
         f"finetune done: dev accuracy {metrics['accuracy']:.4f} (majority class {metrics['majority_baseline']:.4f}), "
         f"macro-F1 {metrics['macro_f1']:.4f}; model in {out_dir}"

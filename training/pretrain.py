@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from corpus.atomic import write_json_atomic
 from training import checkpoint as ckpt
 from training.config import PretrainConfig
 from training.data import (
@@ -297,7 +298,7 @@ def pretrain(
         "seconds": round(time.time() - started, 3),
     }
     if is_main:
-        ckpt.write_json_atomic(out_dir / "metrics.json", metrics)
+        write_json_atomic(out_dir / "metrics.json", metrics)
     log(
         f"pretrain done: val loss {metrics['initial_val_loss']:.4f} -> {metrics['final_val_loss']:.4f}"
         + (f", {metrics['val_bits_per_byte']:.4f} bits/byte" if metrics["val_bits_per_byte"] else "")

@@ -5,15 +5,19 @@ Each document is tokenized once, by the spaCy tokenizer of its detected language
 signals, `terms` and keyphrase candidates are read from that one tokenization as arrays (`TokenView`).
 
 The steps, in order, are public functions so that `bench/annotate.py` can time each: `redact_pii`,
-`identify_language`, `tokenize`, `signals_of`, `terms_of`, `keyphrases_of`.
+`identify_language`, `tokenize`, `signals_of`, `terms_of`, `keyphrases_of`. `signals_of` computes the signals of
+every registered signal family (corpus/families/), each from the same `SignalInput`.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from corpus import families
 from corpus.annotate.keyphrases import candidate_words, extract_keyphrases, keyphrases_of, noun_chunk_spans
 from corpus.annotate.lang import identify_language
 from corpus.annotate.pii import PII_KINDS, Redaction, redact
-from corpus.annotate.signals import line_signals, ngram_signals, word_signals
+from corpus.annotate.signals import SignalInput
 from corpus.annotate.words import (
     LanguageTokenizer,
     TokenView,
@@ -22,8 +26,10 @@ from corpus.annotate.words import (
     tokenize,
     tokenizer_for,
 )
-from corpus.config import AnnotateConfig
-from corpus.document import SIGNAL_NAMES, Document
+
+if TYPE_CHECKING:  # not at run time: the signal families import this package while corpus.document is importing
+    from corpus.config import AnnotateConfig
+    from corpus.document import Document
 
 __all__ = [
     "PII_KINDS",
@@ -37,9 +43,6 @@ __all__ = [
     "tokenize",
 ]
 
-PII_SIGNALS = {"email": "pii_emails", "ip": "pii_ips", "phone": "pii_phones"}
-
-
 def redact_pii(doc: Document, cfg: AnnotateConfig) -> Redaction:
     """Replace PII in the title and text by placeholders; the counts cover both, the spans are those in the text."""
     placeholders = cfg.pii_placeholders
@@ -50,17 +53,16 @@ def redact_pii(doc: Document, cfg: AnnotateConfig) -> Redaction:
     return Redaction(body.text, counts, body.spans)
 
 
-def signals_of(text: str, view: TokenView, pii_counts: dict[str, int] | None) -> dict:
-    """Every signal of SIGNAL_NAMES, in that order; the PII counts are None for kinds that were not replaced."""
-    words = view.is_word
-    n_stopwords = int((view.is_stop & words).sum()) if view.has_stopwords else None
-    signals = {
-        **line_signals(text, view.starts[words]),
-        **word_signals(text, view.lengths[words], int((view.has_letter & words).sum()), n_stopwords),
-        **ngram_signals(view.lower[words], view.lengths[words]),
-        **{name: (pii_counts or {}).get(kind) for kind, name in PII_SIGNALS.items()},
-    }
-    return {name: signals[name] for name in SIGNAL_NAMES}
+def signals_of(text: str, view: TokenView, pii_counts: dict[str, int] | None, lang: str = "") -> dict:
+    """Every signal of every registered family (corpus.families), in the order of SIGNAL_NAMES; a signal its
+    family's computation leaves out is None, as are the PII counts of kinds that were not replaced."""
+    source = SignalInput.of_view(text, view, lang=lang, pii_counts=pii_counts)
+    signals: dict = {}
+    for family in families.families():
+        values = family.compute(source)
+        for name in family.signal_names:
+            signals[name] = values.get(name)
+    return signals
 
 
 def terms_of(view: TokenView) -> str:
@@ -98,7 +100,7 @@ class Annotator:
         view = tokenize(tokenizer, doc.text)
         if redaction is not None:
             view.drop_spans(redaction.spans)
-        doc.signals = signals_of(doc.text, view, redaction.counts if redaction else None)
+        doc.signals = signals_of(doc.text, view, redaction.counts if redaction else None, doc.lang)
         doc.terms = terms_of(view)
         extra = noun_chunk_spans(view.doc, candidate_words(view)) if tokenizer.trained else []
         doc.keyphrases = keyphrases_of(view, self.cfg.keyphrases_top_k, self.cfg.keyphrase_max_words, extra)

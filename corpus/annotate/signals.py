@@ -1,4 +1,10 @@
-"""Quality signals of Gopher (Rae et al. 2021, appendix A1), computed once per document for the filter rules.
+"""Quality signals of Gopher (Rae et al. 2021, appendix A1), C4 and FineWeb, computed once per document for the
+filter rules.
+
+Each signal family (corpus/families/: fields, settings and rules) computes its signals from one `SignalInput`, which
+holds the document's words and splits its lines and paragraphs once for all families; `gopher_quality_signals`,
+`gopher_repetition_signals`, `c4_signals` and `fineweb_signals` are the built-in families' computations.
+`line_signals` and `word_signals` give the same signals grouped by what they read, for plain-text tests and benches.
 
 Words come from the annotator's spaCy tokenization (punctuation, symbol and whitespace tokens are not words), so
 counts are language-aware: Han and kana characters are words of their own. Line and paragraph signals read the text.
@@ -30,6 +36,8 @@ pages (Wikipedia "in the news" tables in he, pt, no...) that the line-punctuatio
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -156,9 +164,9 @@ def c4_signals(text: str, lines: list[str], line_words: list[int]) -> dict:
     }
 
 
-def line_signals(text: str, word_starts: np.ndarray | None = None) -> dict:
-    """Line and paragraph signals (Gopher, C4, FineWeb); lines are stripped, and blank lines and table rules
-    ('|---|---|') ignored.
+def text_lines(text: str, word_starts: np.ndarray | None = None) -> tuple[list[str], list[int]]:
+    """The lines the line signals count (stripped; blank lines and table rules '|---|---|' left out) and the words
+    on each.
 
     word_starts: character offsets of the document's words, to count words per line; without them, whitespace
     splits the lines (right for space-separated languages only).
@@ -174,29 +182,85 @@ def line_signals(text: str, word_starts: np.ndarray | None = None) -> dict:
         if line and not (line[0] == "|" and _TABLE_RULE.match(line)):
             lines.append(line)
             line_words.append(words)
-    paras = paragraphs(text)
-    dup_lines, dup_line_chars = repeated_items(lines)
-    dup_paras, dup_para_chars = repeated_items(paras)
-    n_chars = len(text)
-    n_lines = len(lines)
+    return lines, line_words
+
+
+@dataclass
+class SignalInput:
+    """What a signal family computes from (`corpus.families.SignalFamily.compute`): the document's text, its words
+    as the annotator's one tokenization found them (arrays over words only: punctuation, symbols, whitespace and PII
+    placeholders are not words), its language and PII counts, and the lines and paragraphs every line-based family
+    reads, split once on first use and shared.
+
+    The word arrays are None where there are no words to give (`line_signals` on plain text).
+    """
+
+    text: str
+    word_starts: np.ndarray | None = None  # character offset of each word in `text`
+    word_lengths: np.ndarray | None = None  # characters of each word
+    word_ids: np.ndarray | None = None  # spaCy hash of each lowercased word (uint64)
+    n_letter_words: int = 0  # words with a letter
+    n_stopwords: int | None = None  # None: the language has no usable stop-word list
+    lang: str = ""
+    pii_counts: dict[str, int] | None = None  # kind -> replacements; None: PII replacement is off
+
+    @classmethod
+    def of_view(cls, text: str, view, *, lang: str = "", pii_counts: dict[str, int] | None = None) -> SignalInput:
+        """The input of a document tokenized into `view` (a corpus.annotate.words.TokenView)."""
+        words = view.is_word
+        return cls(
+            text=text,
+            word_starts=view.starts[words],
+            word_lengths=view.lengths[words],
+            word_ids=view.lower[words],
+            n_letter_words=int((view.has_letter & words).sum()),
+            n_stopwords=int((view.is_stop & words).sum()) if view.has_stopwords else None,
+            lang=lang,
+            pii_counts=pii_counts,
+        )
+
+    @cached_property
+    def _lines(self) -> tuple[list[str], list[int]]:
+        return text_lines(self.text, self.word_starts)
+
+    @property
+    def lines(self) -> list[str]:
+        """Stripped non-blank lines, table rules left out (`text_lines`)."""
+        return self._lines[0]
+
+    @property
+    def line_words(self) -> list[int]:
+        """Words on each of `lines`."""
+        return self._lines[1]
+
+    @cached_property
+    def paragraphs(self) -> list[str]:
+        return paragraphs(self.text)
+
+    @cached_property
+    def repeated_lines(self) -> tuple[int, int]:
+        """How many lines repeat an earlier one, and their characters."""
+        return repeated_items(self.lines)
+
+    @cached_property
+    def repeated_paragraphs(self) -> tuple[int, int]:
+        return repeated_items(self.paragraphs)
+
+
+# --- the signals of each built-in family, from a SignalInput ---------------------------------------------------------
+
+
+def gopher_line_signals(s: SignalInput) -> dict:
+    n_lines = len(s.lines)
     return {
-        "n_chars": n_chars,
+        "n_chars": len(s.text),
         "n_lines": n_lines,
-        "bullet_line_frac": _ratio(sum(line.startswith(BULLETS) for line in lines), n_lines),
-        "ellipsis_line_frac": _ratio(sum(line.endswith(ELLIPSES) for line in lines), n_lines),
-        "dup_line_frac": _ratio(dup_lines, n_lines),
-        "dup_para_frac": _ratio(dup_paras, len(paras)),
-        "dup_line_char_frac": _ratio(dup_line_chars, n_chars),
-        "dup_para_char_frac": _ratio(dup_para_chars, n_chars),
-        **c4_signals(text, lines, line_words),
-        "fineweb_line_punct_frac": _ratio(sum(map(_ends_sentence_for_fineweb, lines)), n_lines),
-        "fineweb_short_line_frac": _ratio(sum(map(_is_short_line, lines)), n_lines),
-        # datatrove divides by the characters that are not newlines
-        "fineweb_char_dup_frac": _ratio(dup_line_chars, n_chars - text.count("\n")),
+        "bullet_line_frac": _ratio(sum(line.startswith(BULLETS) for line in s.lines), n_lines),
+        "ellipsis_line_frac": _ratio(sum(line.endswith(ELLIPSES) for line in s.lines), n_lines),
     }
 
 
-def word_signals(text: str, word_lengths: np.ndarray, n_letter_words: int, n_stopwords: int | None) -> dict:
+def gopher_word_signals(text: str, word_lengths: np.ndarray, n_letter_words: int, n_stopwords: int | None) -> dict:
     """Word-count signals; `n_stopwords` is None for a language without a usable stop-word list."""
     n_words = len(word_lengths)
     symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
@@ -207,7 +271,74 @@ def word_signals(text: str, word_lengths: np.ndarray, n_letter_words: int, n_sto
         "alpha_word_frac": _ratio(n_letter_words, n_words),
         "n_stopwords": n_stopwords,
         "stopword_frac": _ratio(n_stopwords, n_words) if n_stopwords is not None else None,
-        "fineweb_newline_ratio": _ratio(text.count("\n"), n_words),
+    }
+
+
+def gopher_quality_signals(s: SignalInput) -> dict:
+    """Gopher's quality signals (and the plain counts n_chars, n_lines, stopword_frac)."""
+    return {**gopher_line_signals(s), **gopher_word_signals(s.text, s.word_lengths, s.n_letter_words, s.n_stopwords)}
+
+
+def gopher_repeated_text_signals(s: SignalInput) -> dict:
+    dup_lines, dup_line_chars = s.repeated_lines
+    dup_paras, dup_para_chars = s.repeated_paragraphs
+    n_chars = len(s.text)
+    return {
+        "dup_line_frac": _ratio(dup_lines, len(s.lines)),
+        "dup_para_frac": _ratio(dup_paras, len(s.paragraphs)),
+        "dup_line_char_frac": _ratio(dup_line_chars, n_chars),
+        "dup_para_char_frac": _ratio(dup_para_chars, n_chars),
+    }
+
+
+def gopher_repetition_signals(s: SignalInput) -> dict:
+    """Gopher's repetition signals: repeated lines and paragraphs, top and duplicated word n-grams."""
+    return {**gopher_repeated_text_signals(s), **ngram_signals(s.word_ids, s.word_lengths)}
+
+
+def fineweb_line_signals(s: SignalInput) -> dict:
+    n_lines = len(s.lines)
+    return {
+        "fineweb_line_punct_frac": _ratio(sum(map(_ends_sentence_for_fineweb, s.lines)), n_lines),
+        "fineweb_short_line_frac": _ratio(sum(map(_is_short_line, s.lines)), n_lines),
+        # datatrove divides by the characters that are not newlines
+        "fineweb_char_dup_frac": _ratio(s.repeated_lines[1], len(s.text) - s.text.count("\n")),
+    }
+
+
+def fineweb_newline_ratio(text: str, n_words: int) -> float | None:
+    return _ratio(text.count("\n"), n_words)
+
+
+def fineweb_signals(s: SignalInput) -> dict:
+    """FineWeb's quality signals."""
+    return {**fineweb_line_signals(s), "fineweb_newline_ratio": fineweb_newline_ratio(s.text, len(s.word_lengths))}
+
+
+# --- the built-in signals grouped by what they read (plain text, word arrays), for tests and benchmarks ------------
+
+
+def line_signals(text: str, word_starts: np.ndarray | None = None) -> dict:
+    """Line and paragraph signals (Gopher, C4, FineWeb); lines are stripped, and blank lines and table rules
+    ('|---|---|') ignored.
+
+    word_starts: character offsets of the document's words, to count words per line; without them, whitespace
+    splits the lines (right for space-separated languages only).
+    """
+    s = SignalInput(text, word_starts=word_starts)
+    return {
+        **gopher_line_signals(s),
+        **gopher_repeated_text_signals(s),
+        **c4_signals(text, s.lines, s.line_words),
+        **fineweb_line_signals(s),
+    }
+
+
+def word_signals(text: str, word_lengths: np.ndarray, n_letter_words: int, n_stopwords: int | None) -> dict:
+    """Word-count signals (Gopher, FineWeb); `n_stopwords` is None for a language without a usable stop-word list."""
+    return {
+        **gopher_word_signals(text, word_lengths, n_letter_words, n_stopwords),
+        "fineweb_newline_ratio": fineweb_newline_ratio(text, len(word_lengths)),
     }
 
 

@@ -3,7 +3,8 @@
 Normalization is NFKC, casefold and whitespace collapsed to single spaces. For speed it is split in two: the
 per-character Unicode work runs in Python (`fold_text`, C-speed string methods), the whitespace collapse runs on the
 UTF-8 bytes of a whole batch in numpy (`canonical_batch`), which also finds the word boundaries the shingles need.
-`normalize_text` is the same normalization on one string, for tests and readers.
+`normalize_text` is the same normalization on one string, for tests and readers. URL keys hash `corpus.urls.dedup_url`:
+the crawler's normaliser, with a fallback for URLs that are not http(s).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+
+from corpus.urls import dedup_url
 
 # Whitespace that survives NFKC and is not ASCII (NFKC already maps U+00A0, U+2000-U+200A, U+3000, ... to a space).
 _NON_ASCII_SPACE = re.compile("[\x85\u1680\u2028\u2029]")
@@ -118,27 +120,9 @@ def exact_keys(batch: CanonicalBatch) -> list[bytes]:
     return [hashlib.blake2b(view[offsets[i] : offsets[i + 1]], digest_size=16).digest() for i in range(batch.n_docs)]
 
 
-def normalize_url(url: str) -> str:
-    """Scheme and host lower-cased, default port and fragment dropped, empty path made '/': the same page, same key."""
-    url = url.strip()
-    if not url:
-        return ""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    host = (parts.hostname or "").lower()
-    try:
-        port = parts.port if parts.port not in (None, 80, 443) else None
-    except ValueError:  # a port that is not a number: keep the URL as written
-        return url
-    netloc = f"{host}:{port}" if port else host
-    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
-
-
 def url_key(url: str) -> int:
-    """64-bit key of the normalized URL; 0 means no URL (never grouped)."""
-    normalized = normalize_url(url)
+    """64-bit key of the URL in its `corpus.urls.dedup_url` form; 0 means no URL (never grouped)."""
+    normalized = dedup_url(url)
     if not normalized:
         return 0
     digest = hashlib.blake2b(normalized.encode("utf-8", "surrogatepass"), digest_size=8).digest()

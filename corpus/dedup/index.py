@@ -15,13 +15,13 @@ change between runs while num_perm, ngram, char_ngram and seed may not.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from corpus.atomic import atomic_path, write_json_atomic
 from corpus.config import DedupConfig
 from corpus.dedup.keys import check_params, keys_schema
 from corpus.dedup.minhash import MinHasher
@@ -54,10 +54,9 @@ def update_index(cfg: DedupConfig, key_files: list[Path], index_dir: Path, clust
     manifest = _read_manifest(index_dir, hasher) or {"version": INDEX_VERSION, "params": hasher.params, "parts": []}
     indexed = _indexed_ids(index_dir, manifest)
     name = f"part-{len(manifest['parts']):05d}.arrow"
-    tmp = index_dir / f".{name}.tmp"
     schema = index_schema(hasher)
     rows = 0
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+    with atomic_path(index_dir / name) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for path in key_files:
             check_params(Path(path), hasher)
             with pa.OSFile(str(path), "rb") as source:
@@ -69,14 +68,11 @@ def update_index(cfg: DedupConfig, key_files: list[Path], index_dir: Path, clust
                         writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
                         rows += batch.num_rows
     if not rows:
-        tmp.unlink()
+        (index_dir / name).unlink()
         return 0
-    os.replace(tmp, index_dir / name)
     added_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     manifest["parts"].append({"file": name, "rows": rows, "added_at": added_at})
-    manifest_tmp = index_dir / f".{INDEX_MANIFEST}.tmp"
-    manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(manifest_tmp, index_dir / INDEX_MANIFEST)
+    write_json_atomic(index_dir / INDEX_MANIFEST, manifest)
     return rows
 
 

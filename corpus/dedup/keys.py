@@ -15,7 +15,7 @@ import pyarrow as pa
 from corpus.config import DedupConfig
 from corpus.dedup.exact import canonical_batch, exact_keys, url_key
 from corpus.dedup.minhash import MinHasher
-from corpus.shards import open_batches
+from corpus.shards import kept_batches
 
 GROUP_CHARS = 256_000  # characters hashed at once: the batch arrays stay in cache (10-15% faster than 2M here)
 BATCH_ROWS = 8192  # rows per record batch of a key file (few large batches make reading them back cheap)
@@ -35,13 +35,14 @@ def keys_schema(hasher: MinHasher) -> pa.Schema:
     )
 
 
-def keys_unit(cfg: DedupConfig, src: Path, out_path: Path) -> int:
-    """Write the dedup keys of one document shard to `out_path`, in document order; returns the rows written."""
+def keys_unit(cfg: DedupConfig, src: Path, out_path: Path, keep_mask: Path | None = None) -> int:
+    """Write the dedup keys of one document shard (the rows its keep mask marks) to `out_path`, in document order;
+    returns the rows written."""
     hasher = MinHasher.from_config(cfg)
     schema = keys_schema(hasher)
     rows, pending = 0, []
     with pa.OSFile(str(out_path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for ids, texts, urls in _document_groups(src):
+        for ids, texts, urls in _document_groups(src, keep_mask):
             pending.append(key_batch(hasher, schema, ids, texts, urls))
             if sum(b.num_rows for b in pending) >= BATCH_ROWS:
                 writer.write_table(pa.Table.from_batches(pending).combine_chunks())
@@ -70,14 +71,14 @@ def key_batch(
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def _document_groups(src: Path) -> Iterator[tuple[list[str], list[str], list[str]]]:
+def _document_groups(src: Path, keep_mask: Path | None) -> Iterator[tuple[list[str], list[str], list[str]]]:
     """(ids, texts, urls) of consecutive documents, cut at GROUP_CHARS characters."""
     ids: list[str] = []
     texts: list[str] = []
     urls: list[str] = []
     chars = 0
-    for record_batch in open_batches(src):
-        columns = record_batch.select(["id", "text", "url"]).to_pydict()
+    for record_batch in kept_batches(src, keep_mask, ["id", "text", "url"]):
+        columns = record_batch.to_pydict()
         for doc_id, text, url in zip(columns["id"], columns["text"], columns["url"]):
             ids.append(doc_id)
             texts.append(text or "")

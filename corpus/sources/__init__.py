@@ -8,6 +8,21 @@ list, keep every record before it and resume after it where the format allows.
 
 The reader is chosen by file name, then by the file's first bytes (`input_format`), unless `IngestConfig.format`
 names one for every input.
+
+Formats are registered, not listed here: each format's module (warc, jsonl, tabular, files, url_lists) describes
+it in one `InputFormat` (name, suffixes, first-byte sniffing, planner, reader) passed to `register_format`, and
+the functions below only consult that registry. The built-in modules are imported, and so registered, at the end
+of this file, so every process that imports `corpus.sources` knows them: spawned pool workers and Ray workers
+included, which never import the module that started the run.
+
+A format of your own: write one module that builds an `InputFormat`, and name that object in the entry-point
+group `corpusforge.formats` of your package, e.g. in its pyproject.toml
+
+    [project.entry-points."corpusforge.formats"]
+    pages = "mypackage.pages:PAGES_FORMAT"
+
+Every process loads the group when it imports `corpus.sources`, so your files are detected, planned and read
+in the workers too. Calling `register_format` yourself affects only the calling process (tests, notebooks).
 """
 
 from __future__ import annotations
@@ -15,11 +30,10 @@ from __future__ import annotations
 import glob
 import gzip
 import io
-import json
+import itertools
 import os
-import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from corpus.config import IngestConfig
@@ -48,66 +62,120 @@ class Rejection:
     detail: str = ""
 
 
-FORMATS = ("warc", "arc", "jsonl", "parquet", "arrow", "html", "text", "urls")
+PLUGIN_GROUP = "corpusforge.formats"
 
-# Longest suffixes first: ".warc.gz" must win over ".gz". A ".txt" file is read as text unless every line is
-# an http(s) URL: then it is a URL list (format "urls"), to crawl (`corpus.sources.crawl.crawl_url_lists`).
-FORMAT_SUFFIXES: list[tuple[str, str]] = [
-    (".warc.wet.gz", "warc"),
-    (".warc.gz", "warc"),
-    (".warc.lz4", "warc"),
-    (".warc.zst", "warc"),
-    (".wet.gz", "warc"),
-    (".wet.lz4", "warc"),
-    (".warc", "warc"),
-    (".wet", "warc"),
-    (".arc.gz", "arc"),
-    (".arc", "arc"),
-    (".jsonl.gz", "jsonl"),
-    (".jsonl.zst", "jsonl"),
-    (".json.gz", "jsonl"),  # JSON Lines under a .json.gz name, as C4 and many dumps ship it
-    (".json.zst", "jsonl"),
-    (".ndjson.gz", "jsonl"),
-    (".ndjson", "jsonl"),
-    (".jsonl", "jsonl"),
-    (".parquet", "parquet"),
-    (".arrow", "arrow"),  # IPC file or stream: the reader tells them apart by their first bytes
-    (".arrows", "arrow"),
-    (".feather", "arrow"),
-    (".html.gz", "html"),  # saved pages often come gzipped, as in web-extraction test sets
-    (".htm.gz", "html"),
-    (".html.zst", "html"),
-    (".txt.gz", "text"),
-    (".txt.zst", "text"),
-    (".html", "html"),
-    (".htm", "html"),
-    (".xhtml", "html"),
-    (".txt", "text"),
-]
-
-# Formats the first bytes prove; they win over a file name that says otherwise.
-_BINARY_MAGIC_FORMATS = frozenset(["parquet", "arrow", "warc", "arc"])
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
-_LZ4 = b"\x04\x22\x4d\x18"
-_SNIFF_BYTES = 4096
+SNIFF_BYTES = 4096
 # pyarrow's zstd stream returns nothing from a read that meets a truncation: small reads keep more of what came before.
 _ZSTD_READ = 1 << 16
 
-URL_LIST_SCAN_BYTES = 1 << 20
-_URL_LINE = re.compile(r"https?://\S+", re.IGNORECASE)
+
+# --- the registry ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputFormat:
+    """Everything the package knows about one input format; `register_format` makes it known."""
+
+    name: str  # WorkUnit.format, the value of `ingest.format`, the name in messages
+    # (consecutive input files of this format, in input order; cfg) -> their units, cut at record starts. Files of
+    # a format of small files may share a unit (WorkUnit.files); others are planned one file at a time.
+    plan: Callable[[list[str], IngestConfig], list[WorkUnit]]
+    # (unit, cfg, errors) -> one Document or Rejection per record; damage goes into `errors`, never raised.
+    # None: not read here (URL lists are crawled into WARC first; their `plan` says so).
+    read: Callable[[WorkUnit, IngestConfig, list[dict]], Iterator[Document | Rejection]] | None
+    # Lower-case file-name endings with their dot; the longest match over all formats wins (".warc.gz" over ".gz").
+    suffixes: tuple[str, ...] = ()
+    # (the file's first SNIFF_BYTES, decompressed when the file is gzip or zstd) -> whether they show this format.
+    sniff: Callable[[bytes], bool] | None = None
+    # True: `sniff` checks a binary magic, which wins over a file name that says otherwise (a Parquet file named
+    # .jsonl) and counts while walking folders. False: it is a guess, used only for a file whose name says nothing.
+    sniff_proves: bool = False
+    # A file detected as format `specializes` is this format when `claims(path)`: a .txt file of URLs is a URL list.
+    specializes: str = ""
+    claims: Callable[[str], bool] | None = None
+    # directory -> its data files in order when this format reads that folder whole (a saved `datasets` folder),
+    # else None.
+    folder_files: Callable[[str], list[str] | None] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("an InputFormat needs a name")
+        for suffix in self.suffixes:
+            if not suffix.startswith(".") or suffix != suffix.lower():
+                raise ValueError(f"format {self.name!r}: suffix {suffix!r} must be lower case and start with '.'")
+        if bool(self.specializes) != (self.claims is not None):
+            raise ValueError(f"format {self.name!r}: `specializes` and `claims` go together (give both or neither)")
+
+
+_FORMATS: dict[str, InputFormat] = {}
+
+# (suffix, format name) of every registered format, in registration order; kept in step with the registry for
+# callers that list the known suffixes.
+FORMAT_SUFFIXES: list[tuple[str, str]] = []
+
+
+def register_format(fmt: InputFormat) -> InputFormat:
+    """Make `fmt` known to detection, planning and reading in this process; returns it.
+
+    Registering the same object again changes nothing (a plugin module may register itself and be named by its
+    entry point too). Raises ValueError for a name or suffix another format has, or an unknown `specializes`.
+    """
+    if _FORMATS.get(fmt.name) is fmt:
+        return fmt
+    if fmt.name in _FORMATS:
+        raise ValueError(f"input format {fmt.name!r} is registered already: choose another name")
+    owners = dict(FORMAT_SUFFIXES)
+    for suffix in fmt.suffixes:
+        if suffix in owners:
+            raise ValueError(f"format {fmt.name!r}: suffix {suffix!r} belongs to format {owners[suffix]!r} already")
+    if fmt.specializes and fmt.specializes not in _FORMATS:
+        raise ValueError(f"format {fmt.name!r} specializes {fmt.specializes!r}, which is not registered (yet)")
+    _FORMATS[fmt.name] = fmt
+    FORMAT_SUFFIXES.extend((suffix, fmt.name) for suffix in fmt.suffixes)
+    return fmt
+
+
+def unregister_format(name: str) -> InputFormat:
+    """Forget a registered format (in this process) and return it; KeyError when none has that name."""
+    fmt = _FORMATS.pop(name)
+    FORMAT_SUFFIXES[:] = [(suffix, owner) for suffix, owner in FORMAT_SUFFIXES if owner != name]
+    return fmt
+
+
+# Imported in this order, which is the order of sniffing among equals and of names in messages; url_lists
+# specializes the "text" format of files, so it comes after it.
+BUILTIN_FORMAT_MODULES = ("warc", "jsonl", "tabular", "files", "url_lists")
+
+
+def _register_formats() -> None:
+    """Register the built-in formats (their modules register on import), then the `InputFormat` objects that
+    installed packages name in the entry-point group PLUGIN_GROUP."""
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    for module in BUILTIN_FORMAT_MODULES:
+        import_module(f"{__name__}.{module}")
+    for entry in entry_points(group=PLUGIN_GROUP):
+        fmt = entry.load()
+        if not isinstance(fmt, InputFormat):
+            raise TypeError(
+                f"entry point {entry.name!r} of {PLUGIN_GROUP!r} names {entry.value}, a {type(fmt).__name__}: "
+                "it must name an InputFormat object"
+            )
+        register_format(fmt)
 
 
 # --- which reader ----------------------------------------------------------------------------------------------------
 
 
 def format_by_name(path: str) -> str:
-    """Reader format from the file name alone ("warc", "jsonl", ..., "text"), or "" when the name says nothing."""
+    """Format from the file name alone (the longest registered suffix it ends with), or "" when the name says
+    nothing."""
     name = path.lower()
-    for suffix, fmt in FORMAT_SUFFIXES:
-        if name.endswith(suffix):
-            return fmt
-    return ""
+    matches = [(len(suffix), fmt) for suffix, fmt in FORMAT_SUFFIXES if name.endswith(suffix)]
+    return max(matches)[1] if matches else ""
 
 
 def compression_of(path: str) -> str:
@@ -138,107 +206,68 @@ def _decompressed_head(head: bytes) -> bytes:
     """First bytes inside a gzip or zstd stream ("" when they cannot be had)."""
     try:
         if head.startswith(_GZIP):
-            return zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(head, _SNIFF_BYTES)
+            return zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(head, SNIFF_BYTES)
         if head.startswith(_ZSTD):
             import pyarrow as pa
 
             stream = pa.CompressedInputStream(pa.BufferReader(head), "zstd")
-            return stream.read(_SNIFF_BYTES)
+            return stream.read(SNIFF_BYTES)
     except (zlib.error, OSError, ValueError, ImportError):
         return b""
     return b""
 
 
-def _format_of_bytes(head: bytes) -> str:
-    """Format shown by a file's (decompressed) first bytes; text guesses are "jsonl" and "html"."""
-    if head.startswith(b"PAR1"):
-        return "parquet"
-    if head.startswith(b"ARROW1") or head.startswith(b"\xff\xff\xff\xff"):  # IPC file magic; IPC stream continuation
-        return "arrow"
-    if head.startswith(b"WARC/"):
-        return "warc"
-    if head.startswith(b"filedesc://"):
-        return "arc"
-    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
-    if text.startswith(b"{"):
-        return "jsonl"
-    if text[:1] == b"<" and re.match(rb"<(!doctype|html|head|body|meta|!--|\?xml)", text[:16], re.IGNORECASE):
-        return "html"
-    return ""
-
-
 def sniff_format(path: str) -> str:
-    """Format shown by the first bytes of `path` (looking inside gzip and zstd), or "" when they show none."""
+    """Format shown by the first bytes of `path` (looking inside gzip and zstd), or "" when they show none.
+
+    Formats whose first bytes are proof are asked before those that guess, each group in registration order.
+    """
     try:
         with open(path, "rb") as f:
-            head = f.read(_SNIFF_BYTES)
+            head = f.read(SNIFF_BYTES)
     except OSError:
         return ""
-    if head.startswith(_LZ4):
-        return "warc"  # of the formats read here only WARC comes LZ4-framed
     if head.startswith(_GZIP) or head.startswith(_ZSTD):
-        return _format_of_bytes(_decompressed_head(head))
-    return _format_of_bytes(head)
-
-
-def is_url_list(path: str) -> bool:
-    """True for a text file whose non-blank lines (in the first MB; `#` comments allowed) are all http(s) URLs."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(URL_LIST_SCAN_BYTES)
-    except OSError:
-        return False
-    lines = head.decode("utf-8", "replace").splitlines()
-    if len(head) == URL_LIST_SCAN_BYTES and lines:
-        lines = lines[:-1]  # the last line may be cut by the scan limit
-    urls = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    return bool(urls) and all(_URL_LINE.fullmatch(url) for url in urls)
+        head = _decompressed_head(head)
+    for fmt in sorted(_FORMATS.values(), key=lambda fmt: not fmt.sniff_proves):
+        if fmt.sniff is not None and fmt.sniff(head):
+            return fmt.name
+    return ""
 
 
 def input_format(path: str, fmt: str = "auto", *, sniff_text: bool = True) -> str:
     """Reader format of one file, or "" when no reader handles it.
 
-    `fmt` other than "auto" is the answer. Else the first bytes win when they prove a binary format (a Parquet
-    file named .jsonl), the name decides otherwise, and for a name that says nothing the first bytes may still
-    show JSON Lines or HTML (`sniff_text`; off while walking directories, where any stray file would qualify).
+    `fmt` other than "auto" is the answer. Else first bytes that prove a format win (a Parquet file named .jsonl),
+    the name decides otherwise, and for a name that says nothing a guess from the first bytes (JSON Lines, HTML)
+    may still decide (`sniff_text`; off while walking directories, where any stray file would qualify). A format
+    that specializes the one found claims the file last (a .txt file of URLs is a URL list).
     """
     if fmt != "auto":
         return fmt
     by_name = format_by_name(path)
     by_bytes = sniff_format(path)
-    if by_bytes in _BINARY_MAGIC_FORMATS and by_bytes != by_name:
-        return by_bytes
-    if by_name == "text":
-        return "urls" if is_url_list(path) else "text"
-    if by_name:
-        return by_name
-    return by_bytes if sniff_text or by_bytes in _BINARY_MAGIC_FORMATS else ""
+    if by_bytes and _FORMATS[by_bytes].sniff_proves:
+        found = by_bytes
+    elif by_name:
+        found = by_name
+    else:
+        found = by_bytes if sniff_text else ""
+    for special in _FORMATS.values():
+        if found and special.specializes == found and special.claims(path):
+            return special.name
+    return found
 
 
 # --- inputs to files -------------------------------------------------------------------------------------------------
 
 
-def hf_dataset_files(directory: str) -> list[str] | None:
-    """Arrow files of a `datasets` `save_to_disk` folder, in order, or None when `directory` is not one.
-
-    A Dataset folder has state.json listing its data files (other .arrow files there, such as caches, are not
-    data); a DatasetDict folder has dataset_dict.json naming one such folder per split.
-    """
-    state = os.path.join(directory, "state.json")
-    splits = os.path.join(directory, "dataset_dict.json")
-    try:
-        if os.path.isfile(state):
-            with open(state, encoding="utf-8") as f:
-                names = [item["filename"] for item in json.load(f)["_data_files"]]
-            return [os.path.join(directory, name) for name in names]
-        if os.path.isfile(splits):
-            with open(splits, encoding="utf-8") as f:
-                split_names = json.load(f)["splits"]
-            return [p for split in split_names for p in hf_dataset_files(os.path.join(directory, split)) or []]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(
-            f"{directory!r} looks like a saved datasets folder but its metadata is unreadable: {exc}"
-        ) from exc
+def _folder_inputs(directory: str) -> list[tuple[str, str]] | None:
+    """(file, format) of a folder that a format reads whole (a saved `datasets` folder), or None for a plain one."""
+    for fmt in _FORMATS.values():
+        files = fmt.folder_files(directory) if fmt.folder_files is not None else None
+        if files is not None:
+            return [(path, fmt.name) for path in files]
     return None
 
 
@@ -248,10 +277,10 @@ def _walk(directory: str, fmt: str, unread: list[str] | None = None) -> list[tup
     found: list[tuple[str, str]] = []
     for root, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        hf_files = hf_dataset_files(root)
-        if hf_files is not None:
-            found.extend((p, "arrow") for p in hf_files)
-            dirs[:] = []  # a DatasetDict's split folders are listed already
+        folder_inputs = _folder_inputs(root)
+        if folder_inputs is not None:
+            found.extend(folder_inputs)
+            dirs[:] = []  # a folder read whole lists its subfolders' files itself (a DatasetDict's splits)
             continue
         for name in sorted(files):
             if name.startswith("."):
@@ -265,7 +294,9 @@ def _walk(directory: str, fmt: str, unread: list[str] | None = None) -> list[tup
     return found
 
 
-def _expand(paths: list[str], fmt: str, unread: list[str] | None = None) -> list[tuple[str, str]]:
+def inputs_with_formats(paths: list[str], fmt: str = "auto", unread: list[str] | None = None) -> list[tuple[str, str]]:
+    """(file, format) of every input file, as `expand_inputs` finds them; files inside directories and globs that
+    no reader handles go into `unread`."""
     files: list[tuple[str, str]] = []
     for raw in paths:
         path = os.fspath(raw)
@@ -278,12 +309,12 @@ def _expand(paths: list[str], fmt: str, unread: list[str] | None = None) -> list
                 if match_fmt:
                     files.append((match, match_fmt))
                 elif os.path.isdir(match):
-                    files.extend(_expand([match], fmt, unread))
+                    files.extend(inputs_with_formats([match], fmt, unread))
                 elif unread is not None:
                     unread.append(match)
         elif os.path.isdir(path):
-            hf_files = hf_dataset_files(path)
-            files.extend([(p, "arrow") for p in hf_files] if hf_files is not None else _walk(path, fmt, unread))
+            folder_inputs = _folder_inputs(path)
+            files.extend(folder_inputs if folder_inputs is not None else _walk(path, fmt, unread))
         elif os.path.isfile(path):
             file_fmt = input_format(path, fmt)
             if not file_fmt:
@@ -304,91 +335,45 @@ def expand_inputs(paths: list[str], fmt: str = "auto") -> list[str]:
     Raises ValueError naming the path when an input does not exist, a glob matches nothing, or an explicitly
     named file has a format no reader handles.
     """
-    return [path for path, _ in _expand(paths, fmt)]
+    return [path for path, _ in inputs_with_formats(paths, fmt)]
 
 
 def unread_inputs(paths: list[str], fmt: str = "auto") -> list[str]:
     """Files inside the input directories (and globs) that no reader handles: the run reports them, since a
     skipped file is input the user expected in the corpus."""
     unread: list[str] = []
-    _expand(paths, fmt, unread)
+    inputs_with_formats(paths, fmt, unread)
     return unread
-
-
-def url_list_inputs(paths: list[str], fmt: str = "auto") -> list[str]:
-    """The inputs that are URL lists (to crawl before reading); `plan_units` refuses them."""
-    return [path for path, file_fmt in _expand(paths, fmt) if file_fmt == "urls"]
 
 
 # --- files to units --------------------------------------------------------------------------------------------------
 
 
-def _file_groups(files: list[tuple[str, str]], cfg: IngestConfig) -> list[WorkUnit]:
-    """Consecutive HTML/text files of one format, at most `files_per_unit` files or about `unit_bytes` per unit."""
-    units: list[WorkUnit] = []
-    group: list[str] = []
-    group_fmt, group_bytes = "", 0
-
-    def close() -> None:
-        if group:
-            units.append(
-                WorkUnit(os.path.commonpath(group) if len(group) > 1 else group[0], 0, -1, group_fmt, tuple(group))
-            )
-
-    for path, fmt in files:
-        size = os.path.getsize(path)
-        if group and (fmt != group_fmt or len(group) >= cfg.files_per_unit or group_bytes + size > cfg.unit_bytes):
-            close()
-            group, group_bytes = [], 0
-        group.append(path)
-        group_fmt, group_bytes = fmt, group_bytes + size
-    close()
-    return units
-
-
 def plan_units(paths: list[str], cfg: IngestConfig) -> list[WorkUnit]:
-    """Split the inputs into units of about `cfg.unit_bytes`, cut only at record starts.
+    """Split the inputs into units of about `cfg.unit_bytes`, cut only at record starts; each run of consecutive
+    files of one format is planned by that format.
 
     A damaged file whose record starts cannot be listed becomes one unit; reading it reports the damage.
     Raises ValueError for URL lists: crawl them first (`corpus.sources.crawl.crawl_url_lists`).
     """
-    from corpus.sources import jsonl, tabular, warc
-
     units: list[WorkUnit] = []
-    pending_files: list[tuple[str, str]] = []
-    for path, fmt in _expand(paths, cfg.format):
-        if fmt in ("html", "text"):
-            pending_files.append((path, fmt))
-            continue
-        units.extend(_file_groups(pending_files, cfg))
-        pending_files = []
-        if fmt in ("warc", "arc"):
-            bounds = [0, *warc.plan_cuts(path, fmt, cfg.unit_bytes), -1]
-            units.extend(WorkUnit(path, start, end, fmt) for start, end in zip(bounds, bounds[1:]))
-        elif fmt == "jsonl":
-            units.extend(jsonl.plan_units(path, cfg))
-        elif fmt in ("parquet", "arrow"):
-            units.extend(tabular.plan_units(path, fmt, cfg))
-        elif fmt == "urls":
-            raise ValueError(
-                f"input {path!r} is a list of URLs: crawl it first (corpusforge crawl, or run --input, which crawls it)"
-            )
-        else:
-            raise ValueError(f"input {path!r}: unknown format {fmt!r} (expected one of: {', '.join(FORMATS)})")
-    units.extend(_file_groups(pending_files, cfg))
+    for name, run in itertools.groupby(inputs_with_formats(paths, cfg.format), key=lambda item: item[1]):
+        files = [path for path, _ in run]
+        fmt = _FORMATS.get(name)
+        if fmt is None:
+            raise ValueError(f"input {files[0]!r}: unknown format {name!r} (expected one of: {', '.join(_FORMATS)})")
+        units.extend(fmt.plan(files, cfg))
     return units
 
 
 def read_unit(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Iterator[Document | Rejection]:
     """One Document or Rejection per input record of the unit; damage is reported into `errors`, never raised."""
-    from corpus.sources import files, jsonl, tabular, warc
+    fmt = _FORMATS.get(unit.format)
+    if fmt is None or fmt.read is None:
+        raise ValueError(f"work unit of {unit.path!r} has unknown format {unit.format!r}")
+    return fmt.read(unit, cfg, errors)
 
-    if unit.format in ("warc", "arc"):
-        return warc.read_records(unit, cfg, errors)
-    if unit.format == "jsonl":
-        return jsonl.read_records(unit, cfg, errors)
-    if unit.format in ("parquet", "arrow"):
-        return tabular.read_records(unit, cfg, errors)
-    if unit.format in ("html", "text"):
-        return files.read_records(unit, cfg, errors)
-    raise ValueError(f"work unit of {unit.path!r} has unknown format {unit.format!r}")
+
+# Last, because the format modules and plugins import the names above.
+_register_formats()
+from corpus.sources.url_lists import is_url_list, url_list_inputs  # noqa: E402, F401 (public names kept here)

@@ -40,9 +40,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 from corpus.config import CrawlConfig
+from corpus.urls import QUERY_SAFE, normalize_escapes, normalize_url
 
 PROJECT_URL = "https://github.com/corpusforge/corpusforge"
 ROBOTS_AGENT = "corpusforge"  # the product token robots.txt groups are matched against
@@ -73,72 +74,7 @@ def user_agent(cfg: CrawlConfig) -> str:
 
 
 # --- URLs ------------------------------------------------------------------------------------------------------------
-
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
-_QUERY_SAFE = _PATH_SAFE + "?"
-
-
-def normalize_escapes(text: str, safe: str = _PATH_SAFE) -> str:
-    """One spelling per URL part: escapes in upper case, unreserved characters unescaped, the rest escaped (UTF-8)."""
-    text = _STRAY_PERCENT.sub("%25", text)
-
-    def one(match: re.Match) -> str:
-        char = chr(int(match.group(1), 16))
-        return char if char in _UNRESERVED else "%" + match.group(1).upper()
-
-    return quote(_ESCAPE.sub(one, text), safe=safe)
-
-
-def remove_dot_segments(path: str) -> str:
-    """RFC 3986 section 5.2.4: "/a/b/../c/./d" -> "/a/c/d"."""
-    segments = path.split("/")
-    out: list[str] = []
-    for segment in segments:
-        if segment == "..":
-            if len(out) > 1:
-                out.pop()
-        elif segment != ".":
-            out.append(segment)
-    if segments[-1] in (".", ".."):
-        out.append("")
-    return "/".join(out) if out and out[0] == "" else "/" + "/".join(out)
-
-
-def normalize_url(url: str, base: str | None = None) -> str | None:
-    """The one form of an http(s) URL used for dedup and fetching, or None for other schemes and invalid URLs.
-
-    Scheme and host in lower case (IDNA hosts in punycode), default port and fragment dropped, user info dropped,
-    dot segments resolved, percent-escapes in one spelling; the query keeps its order (it can matter).
-    """
-    url = re.sub(r"[\t\r\n]", "", url.strip())  # browsers drop these anywhere in a URL
-    try:
-        if base:
-            url = urljoin(base, url)
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            return None
-        host = (parts.hostname or "").rstrip(".")
-        port = parts.port
-    except ValueError:
-        return None
-    if not host:
-        return None
-    try:
-        if ":" in host:
-            host = f"[{ipaddress.IPv6Address(host.split('%')[0]).compressed}]"
-        elif not host.isascii():
-            host = host.encode("idna").decode("ascii")
-    except (UnicodeError, ValueError):
-        return None
-    default_port = 443 if scheme == "https" else 80
-    netloc = host if port in (None, default_port) else f"{host}:{port}"
-    path = remove_dot_segments(normalize_escapes(parts.path or "/"))
-    query = normalize_escapes(parts.query, _QUERY_SAFE)
-    return urlunsplit((scheme, netloc, path, query, ""))
+# Frontier, seen set and archive keys are `corpus.urls.normalize_url` forms (the one dedup builds on as well).
 
 
 def host_of(url: str) -> str:
@@ -257,7 +193,7 @@ class RobotsRules:
                     except ValueError:
                         pass
                 elif value:  # an empty Disallow allows everything: no rule
-                    current["rules"].append((key == "allow", normalize_escapes(value, _QUERY_SAFE + "*$")))
+                    current["rules"].append((key == "allow", normalize_escapes(value, QUERY_SAFE + "*$")))
         ours = [g for g in groups if agent.lower() in g["agents"]] or [g for g in groups if "*" in g["agents"]]
         delays = [g["delay"] for g in ours if g["delay"] is not None]
         return cls([rule for g in ours for rule in g["rules"]], max(delays, default=0.0))

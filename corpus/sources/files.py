@@ -3,23 +3,47 @@
 Files compressed with gzip or zstd (`page.html.gz`) are decompressed, up to `max_record_bytes`. The bytes are
 passed on undecoded: extraction resolves the charset (meta tag, then detection) and strips NUL,
 control characters and invalid sequences, as it does for web pages. A unit is a group of files
-(`WorkUnit.files`); a file that vanished or cannot be read is a rejection (`unreadable_file`), not an error
-that loses the group.
+(`WorkUnit.files`) of consecutive files of one format; a file that vanished or cannot be read is a rejection
+(`unreadable_file`), not an error that loses the group.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from corpus.config import IngestConfig
 from corpus.document import Document, stable_id
-from corpus.sources import Rejection, WorkUnit, compression_of, open_decompressed
+from corpus.sources import InputFormat, Rejection, WorkUnit, compression_of, open_decompressed, register_format
 
 STAGE = "ingest"
 CONTENT_TYPES = {"html": "text/html", "text": "text/plain"}
+_HTML_START = re.compile(rb"<(!doctype|html|head|body|meta|!--|\?xml)", re.IGNORECASE)
+
+
+def plan_file_groups(paths: list[str], cfg: IngestConfig, fmt: str) -> list[WorkUnit]:
+    """Units of at most `files_per_unit` files or about `unit_bytes` each, in input order."""
+    units: list[WorkUnit] = []
+    group: list[str] = []
+    group_bytes = 0
+
+    def close() -> None:
+        if group:
+            units.append(WorkUnit(os.path.commonpath(group) if len(group) > 1 else group[0], 0, -1, fmt, tuple(group)))
+
+    for path in paths:
+        size = os.path.getsize(path)
+        if group and (len(group) >= cfg.files_per_unit or group_bytes + size > cfg.unit_bytes):
+            close()
+            group, group_bytes = [], 0
+        group.append(path)
+        group_bytes += size
+    close()
+    return units
 
 
 def read_capped(path: str, cap: int) -> bytes:
@@ -52,3 +76,33 @@ def read_records(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Itera
         if cfg.max_records and n >= cfg.max_records:
             return
         yield file_item(path, unit.format, cfg)
+
+
+# --- registration ----------------------------------------------------------------------------------------------------
+
+
+def _starts_like_html(head: bytes) -> bool:
+    """A guess: the first non-blank bytes open a doctype, an html/head/body/meta tag, a comment or an XML
+    declaration."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    return _HTML_START.match(text[:16]) is not None
+
+
+HTML = register_format(
+    InputFormat(
+        name="html",
+        # saved pages often come gzipped, as in web-extraction test sets
+        suffixes=(".html.gz", ".htm.gz", ".html.zst", ".html", ".htm", ".xhtml"),
+        sniff=_starts_like_html,
+        plan=partial(plan_file_groups, fmt="html"),
+        read=read_records,
+    )
+)
+TEXT = register_format(
+    InputFormat(
+        name="text",
+        suffixes=(".txt.gz", ".txt.zst", ".txt"),
+        plan=partial(plan_file_groups, fmt="text"),
+        read=read_records,
+    )
+)

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from corpus.config import IngestConfig
 from corpus.document import Document, stable_id
-from corpus.sources import Rejection, WorkUnit, compression_of, open_decompressed
+from corpus.sources import InputFormat, Rejection, WorkUnit, compression_of, open_decompressed, register_format
 from corpus.sources.decode import strip_controls
 
 STAGE = "ingest"
@@ -58,13 +58,17 @@ def plan_cuts(path: str, unit_bytes: int) -> list[int]:
     return cuts
 
 
-def plan_units(path: str, cfg: IngestConfig) -> list[WorkUnit]:
-    try:
-        cuts = [] if compression_of(path) else plan_cuts(path, cfg.unit_bytes)
-    except OSError:
-        cuts = []  # unreadable: one unit, whose reading reports it
-    bounds = [0, *cuts, -1]
-    return [WorkUnit(path, start, end, "jsonl") for start, end in zip(bounds, bounds[1:])]
+def plan_units(paths: list[str], cfg: IngestConfig) -> list[WorkUnit]:
+    """Newline-aligned byte ranges of each plain file; a compressed or unreadable file is one unit."""
+    units: list[WorkUnit] = []
+    for path in paths:
+        try:
+            cuts = [] if compression_of(path) else plan_cuts(path, cfg.unit_bytes)
+        except OSError:
+            cuts = []  # unreadable: one unit, whose reading reports it
+        bounds = [0, *cuts, -1]
+        units.extend(WorkUnit(path, start, end, "jsonl") for start, end in zip(bounds, bounds[1:]))
+    return units
 
 
 # --- lines -----------------------------------------------------------------------------------------------------------
@@ -257,3 +261,23 @@ def read_records(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Itera
                 _report(errors, path, first_bad, message)
     if not seen_record and unit.start == 0 and unit.end < 0:
         _report(errors, path, 0, "no records: the file holds only blank lines")
+
+
+# --- registration ----------------------------------------------------------------------------------------------------
+
+
+def _starts_like_jsonl(head: bytes) -> bool:
+    """A guess: the first non-blank byte opens a JSON object."""
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{")
+
+
+JSONL = register_format(
+    InputFormat(
+        name="jsonl",
+        # .json.gz: JSON Lines under a .json.gz name, as C4 and many dumps ship it
+        suffixes=(".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst", ".ndjson.gz", ".ndjson", ".jsonl"),
+        sniff=_starts_like_jsonl,
+        plan=plan_units,
+        read=read_records,
+    )
+)

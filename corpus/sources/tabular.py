@@ -12,14 +12,17 @@ missing (truncated) is read as the stream it starts with, which keeps every whol
 from __future__ import annotations
 
 import itertools
+import json
+import os
 from collections.abc import Iterator
+from functools import partial
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.config import IngestConfig
 from corpus.document import Document
-from corpus.sources import Rejection, WorkUnit
+from corpus.sources import InputFormat, Rejection, WorkUnit, register_format
 from corpus.sources.jsonl import field_item
 
 READ_BATCH_ROWS = 1024
@@ -100,6 +103,33 @@ def _items(batch, mapping, path: str, first_row: int, cfg: IngestConfig) -> Iter
         yield field_item(row, path, first_row + i, cfg)
 
 
+# --- saved `datasets` folders ----------------------------------------------------------------------------------------
+
+
+def hf_dataset_files(directory: str) -> list[str] | None:
+    """Arrow files of a `datasets` `save_to_disk` folder, in order, or None when `directory` is not one.
+
+    A Dataset folder has state.json listing its data files (other .arrow files there, such as caches, are not
+    data); a DatasetDict folder has dataset_dict.json naming one such folder per split.
+    """
+    state = os.path.join(directory, "state.json")
+    splits = os.path.join(directory, "dataset_dict.json")
+    try:
+        if os.path.isfile(state):
+            with open(state, encoding="utf-8") as f:
+                names = [item["filename"] for item in json.load(f)["_data_files"]]
+            return [os.path.join(directory, name) for name in names]
+        if os.path.isfile(splits):
+            with open(splits, encoding="utf-8") as f:
+                split_names = json.load(f)["splits"]
+            return [p for split in split_names for p in hf_dataset_files(os.path.join(directory, split)) or []]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{directory!r} looks like a saved datasets folder but its metadata is unreadable: {exc}"
+        ) from exc
+    return None
+
+
 # --- units -----------------------------------------------------------------------------------------------------------
 
 
@@ -116,7 +146,12 @@ def _row_ranges(sizes: list[tuple[int, int]], unit_bytes: int) -> list[tuple[int
     return list(zip(bounds, bounds[1:]))
 
 
-def plan_units(path: str, fmt: str, cfg: IngestConfig) -> list[WorkUnit]:
+def plan_units(paths: list[str], cfg: IngestConfig, fmt: str) -> list[WorkUnit]:
+    """Row ranges of about `cfg.unit_bytes` per file, cut at row-group (Parquet) or record-batch (Arrow) starts."""
+    return [unit for path in paths for unit in _plan_file(path, fmt, cfg)]
+
+
+def _plan_file(path: str, fmt: str, cfg: IngestConfig) -> list[WorkUnit]:
     try:
         if fmt == "parquet":
             meta = pq.read_metadata(path)
@@ -265,3 +300,29 @@ def _arrow_items(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Itera
             _report(errors, path, offset, message)
             continue
         yield from _items(batch, mapping, path, batch_start, cfg)
+
+
+# --- registration ----------------------------------------------------------------------------------------------------
+
+PARQUET = register_format(
+    InputFormat(
+        name="parquet",
+        suffixes=(".parquet",),
+        sniff=lambda head: head.startswith(PARQUET_MAGIC),
+        sniff_proves=True,
+        plan=partial(plan_units, fmt="parquet"),
+        read=read_records,
+    )
+)
+ARROW = register_format(
+    InputFormat(
+        name="arrow",
+        suffixes=(".arrow", ".arrows", ".feather"),  # IPC file or stream: the reader tells them apart by first bytes
+        # the IPC file magic, or the continuation marker a stream starts with
+        sniff=lambda head: head.startswith(_IPC_FILE_MAGIC) or head.startswith(b"\xff\xff\xff\xff"),
+        sniff_proves=True,
+        plan=partial(plan_units, fmt="arrow"),
+        read=read_records,
+        folder_files=hf_dataset_files,
+    )
+)

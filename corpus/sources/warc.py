@@ -15,13 +15,13 @@ import re
 import zlib
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from fastwarc.warc import ArchiveIterator, WarcHeader, WarcRecordType
 
 from corpus.config import IngestConfig
 from corpus.document import Document, stable_id
-from corpus.sources import Rejection, WorkUnit
+from corpus.sources import InputFormat, Rejection, WorkUnit, register_format
 from corpus.sources.decode import sniff_binary
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
@@ -219,14 +219,20 @@ def plan_cuts(path: str, fmt: str, unit_bytes: int) -> list[int]:
     return cuts
 
 
+def plan_units(paths: list[str], cfg: IngestConfig, fmt: str) -> list[WorkUnit]:
+    """Units of about `cfg.unit_bytes` per file, cut at record starts (`plan_cuts`)."""
+    units: list[WorkUnit] = []
+    for path in paths:
+        bounds = [0, *plan_cuts(path, fmt, cfg.unit_bytes), -1]
+        units.extend(WorkUnit(path, start, end, fmt) for start, end in zip(bounds, bounds[1:]))
+    return units
+
+
 # --- records to documents --------------------------------------------------------------------------------------------
 
 
 def read_records(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Iterator[Document | Rejection]:
     """One Document or Rejection per response/resource/conversion record of the unit; others are skipped."""
-    if unit.format == "arc":
-        yield from _read_arc_unit(unit, cfg, errors)
-        return
     path, end, max_records = unit.path, unit.end, cfg.max_records
     n = 0
     for key, record in iter_records(path, unit.start, errors):
@@ -599,7 +605,8 @@ def _next_magic(fd: int, start: int, size: int, magic: bytes) -> int | None:
     return None
 
 
-def _read_arc_unit(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Iterator[Document | Rejection]:
+def read_arc_records(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Iterator[Document | Rejection]:
+    """One Document or Rejection per capture of the ARC unit (the version block is skipped)."""
     n = 0
     max_bytes = cfg.max_record_bytes + (64 << 10)  # an ARC record holds the HTTP headers too
     for offset, (url, date, length, content) in iter_arc_records(unit.path, unit.start, errors, max_bytes):
@@ -649,3 +656,33 @@ def _split_http(content: bytes) -> tuple[int | None, dict[str, str], bytes]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return status, headers, body
+
+
+# --- registration ----------------------------------------------------------------------------------------------------
+
+
+def _starts_like_warc(head: bytes) -> bool:
+    # Of the formats read here only WARC comes LZ4-framed, and the sniffer cannot look inside LZ4.
+    return head.startswith(WARC_MAGIC) or head.startswith(LZ4_MAGIC)
+
+
+WARC = register_format(
+    InputFormat(
+        name="warc",
+        suffixes=(".warc.wet.gz", ".warc.gz", ".warc.lz4", ".warc.zst", ".wet.gz", ".wet.lz4", ".warc", ".wet"),
+        sniff=_starts_like_warc,
+        sniff_proves=True,
+        plan=partial(plan_units, fmt="warc"),
+        read=read_records,
+    )
+)
+ARC = register_format(
+    InputFormat(
+        name="arc",
+        suffixes=(".arc.gz", ".arc"),
+        sniff=lambda head: head.startswith(b"filedesc://"),
+        sniff_proves=True,
+        plan=partial(plan_units, fmt="arc"),
+        read=read_arc_records,
+    )
+)
