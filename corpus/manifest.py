@@ -183,20 +183,30 @@ def describe_file(path: Path, relative_to: Path) -> FileEntry:
 
 
 class StageOutput:
-    """Temporary home of one stage's output until `commit` renames it into the run directory."""
+    """Temporary home of one stage's output until `commit` renames it into the run directory.
 
-    def __init__(self, run: Path, stage: str, dirname: str):
+    With a `fingerprint`, what an interrupted attempt with the same fingerprint left in the temporary folder is
+    kept (the stage decides which of its units are finished, from the records it wrote under `work`); anything
+    else there is cleared.
+    """
+
+    def __init__(self, run: Path, stage: str, dirname: str, fingerprint: str | None = None):
         self.run = Path(run)
         self.stage = stage
         self.final = self.run / dirname
         self.tmp = self.run / f".tmp-{stage}"
         self.rejected_final = self.run / "rejected" / stage
-        if self.tmp.exists():
+        marker = self.tmp / ".fingerprint"
+        resumable = fingerprint is not None and marker.is_file() and marker.read_text() == fingerprint
+        if self.tmp.exists() and not resumable:
             shutil.rmtree(self.tmp)
         self.out = self.tmp / "out"
         self.rejected = self.tmp / "rejected"
-        self.out.mkdir(parents=True)
-        self.rejected.mkdir()
+        self.work = self.tmp / "work"  # the stage's own bookkeeping (finished units); never committed
+        for folder in (self.out, self.rejected, self.work):
+            folder.mkdir(parents=True, exist_ok=True)
+        if fingerprint is not None:
+            marker.write_text(fingerprint)
         self.started = time.time()
 
     def commit(self, manifest: Manifest) -> Manifest:

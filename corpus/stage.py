@@ -79,6 +79,7 @@ class StageContext:
     run_dir: Path
     out: Path  # the stage's files: a temporary folder until the commit (the final folder for in-place stages)
     rejected: Path  # rejected rows of the stage, moved to RUN/rejected/<stage>/ by the commit
+    work: Path  # bookkeeping of an attempt (finished units), kept by a resumed attempt, never committed
     map: Mapper
     log: Callable[[str], None]
     started: float = field(default_factory=time.time)
@@ -241,12 +242,12 @@ def run_stage(
         return read_manifest(final)
     run_dir.mkdir(parents=True, exist_ok=True)
     if stage.in_place:
-        prepare_in_place(final, fp, fresh=force or read_manifest(final) is not None)
-        output, out_dir, rejected_dir = None, final, run_dir / f".tmp-{stage.name}-rejected"
+        prepare_in_place(final, fp, fresh=read_manifest(final) is not None)  # a finished run redone: from scratch
+        output, out_dir, rejected_dir, work_dir = None, final, final, final
     else:
-        output = StageOutput(run_dir, stage.name, stage.dirname)
-        out_dir, rejected_dir = output.out, output.rejected
-    ctx = StageContext(cfg, run_dir, out_dir, rejected_dir, map, log)
+        output = StageOutput(run_dir, stage.name, stage.dirname, fp)
+        out_dir, rejected_dir, work_dir = output.out, output.rejected, output.work
+    ctx = StageContext(cfg, run_dir, out_dir, rejected_dir, work_dir, map, log)
     results = map(stage.name, stage.run_unit, stage.plan_units(ctx))
     result = stage.finish(ctx, results)
     unbalanced = [e.name for e in result.ledger if not e.balanced()]

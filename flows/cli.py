@@ -233,6 +233,86 @@ def finetune(
     console.print(f"model and metrics.json in {output}")
 
 
+# --- scheduled runs: deploy (a work pool's worker runs it) and serve (this process runs it) -------------------------
+
+
+def _schedule_config(config: Optional[Path], preset: str, input: Optional[list[str]], output: Optional[Path], set_: Optional[list[str]]):
+    """The config of a scheduled run, loaded as `run` loads it; ConfigError names the problem."""
+    from flows.config import ConfigError, load_config
+
+    overrides: dict = {}
+    if input:
+        overrides["input"] = list(input)
+    if output is not None:
+        overrides["output"] = str(output)
+    cfg = load_config(config, preset, list(set_ or []), overrides=overrides)
+    for item in cfg.input:
+        if "://" not in item and not any(ch in item for ch in "*?[") and not Path(item).exists():
+            raise ConfigError(f"input {item!r} does not exist: give an existing file, directory or glob to --input")
+    return cfg
+
+
+_CRON_HELP = "Cron schedule, five fields in UTC: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'."
+
+
+@app.command()
+def deploy(
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config file (sections mirror the stages)."),
+    cron: str = typer.Option(..., "--cron", help=_CRON_HELP),
+    name: Optional[str] = typer.Option(None, "--name", help="Deployment name (default: the run directory's name): corpusforge-pipeline/NAME."),
+    pool: str = typer.Option("corpusforge", "--pool", help="Work pool whose workers run it; created as a process pool if missing."),
+    preset: str = typer.Option("sample", "--preset", help="Base settings: sample (default), tiny (tests), gpu."),
+    input: Optional[list[str]] = typer.Option(None, "--input", help="Input file, directory or glob; repeatable. Default: the bundled sample."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Run directory (default from the preset: runs/sample)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value; repeatable."),
+) -> None:
+    """Register the pipeline with a Prefect server as a deployment on a cron schedule, for a work pool's workers to run."""
+    from flows.config import ConfigError
+    from flows.deploy import DeployError, check_cron, deploy as create_deployment, describe
+
+    try:
+        check_cron(cron)
+        cfg = _schedule_config(config, preset, input, output, set_)
+        summary = create_deployment(cfg, cron, name, pool)
+    except (ConfigError, DeployError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    except Exception as err:  # the server refused it or is unreachable
+        if os.environ.get("CORPUSFORGE_DEBUG"):
+            raise
+        console.print(f"[red]deploy failed:[/red] {type(err).__name__}: {err}")
+        raise typer.Exit(1) from None
+    for line in describe(summary):
+        console.print(line, highlight=False, markup=False)
+
+
+@app.command()
+def serve(
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config file (sections mirror the stages)."),
+    cron: str = typer.Option(..., "--cron", help=_CRON_HELP),
+    name: Optional[str] = typer.Option(None, "--name", help="Deployment name (default: the run directory's name): corpusforge-pipeline/NAME."),
+    preset: str = typer.Option("sample", "--preset", help="Base settings: sample (default), tiny (tests), gpu."),
+    input: Optional[list[str]] = typer.Option(None, "--input", help="Input file, directory or glob; repeatable. Default: the bundled sample."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Run directory (default from the preset: runs/sample)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value; repeatable."),
+) -> None:
+    """Serve the pipeline from this process on a cron schedule (a long-lived process; Ctrl-C stops it)."""
+    from flows.config import ConfigError
+    from flows.deploy import DeployError, check_cron, serve as serve_deployment
+
+    try:
+        check_cron(cron)
+        cfg = _schedule_config(config, preset, input, output, set_)
+    except (ConfigError, DeployError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    try:
+        serve_deployment(cfg, cron, name, log=lambda line: console.print(line, highlight=False, markup=False))
+    except DeployError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+
+
 export_app = typer.Typer(no_args_is_help=True, help="Write a run's outputs in other tools' formats.")
 app.add_typer(export_app, name="export")
 

@@ -180,7 +180,15 @@ def _task_runner(cfg: PipelineConfig):
     if cfg.runner.kind == "ray":
         from prefect_ray import RayTaskRunner  # the `ray` extra
 
-        return RayTaskRunner(address=cfg.runner.ray_address or None)
+        # Ray workers report to this run's Prefect API (set by prefect_api()) instead of each starting a server.
+        env = {k: os.environ[k] for k in ("PREFECT_API_URL", "PREFECT_LOGGING_LEVEL") if os.environ.get(k)}
+        init_kwargs: dict = {"runtime_env": {"env_vars": env}}
+        if not cfg.runner.ray_address and not os.environ.get("RAY_ADDRESS"):
+            # A new local Ray (not one found on this machine) with runner.workers CPUs.
+            init_kwargs["address"] = "local"
+            if cfg.runner.workers:
+                init_kwargs["num_cpus"] = cfg.runner.workers
+        return RayTaskRunner(address=cfg.runner.ray_address or None, init_kwargs=init_kwargs)
     from prefect.task_runners import ProcessPoolTaskRunner
 
     return ProcessPoolTaskRunner(max_workers=cfg.runner.workers or os.cpu_count() or 1)

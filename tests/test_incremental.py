@@ -2,10 +2,13 @@
 
 import json
 import random
+import shutil
+import time
+from pathlib import Path
 
 import pytest
 
-from corpus.manifest import verify
+from corpus.manifest import read_manifest, verify
 from corpus.shards import read_table
 from flows.config import load_config
 from flows.pipeline import run_pipeline
@@ -61,3 +64,45 @@ def test_later_run_drops_new_copies_of_old_documents(shared_data, tmp_path):
     # the old run is untouched
     assert (tmp_path / "old" / "documents" / "manifest.json").read_text() == old_documents
     assert verify(tmp_path / "old" / "documents") == []
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    """path -> (size, mtime_ns) of every file under root: what a rerun must leave as it was."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_scheduled_reruns_skip_finished_work_and_a_new_warc_is_the_only_file_extracted(shared_data, tmp_path):
+    crawls = shared_data / "warc" / "real-crawls"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("ukwa-IAH-urls-wget.warc.gz", "dolma-wget-2024-sample-0000.warc.gz"):
+        shutil.copy(crawls / name, inbox)
+    cfg = load_config(
+        preset="tiny",
+        environ={},
+        overrides={"input": [str(inbox)], "output": str(tmp_path / "run"), "runner": {"workers": 2}, "ingest": {"max_records": 0}},
+    )
+    start = time.time()
+    first = run_pipeline(cfg, to_stage="tokens")
+    first_seconds = time.time() - start
+    outputs = {name: _files(tmp_path / "run" / name) for name in ("extracted", "documents", "tokens")}
+    first_parts = {p.stat().st_ino for p in (tmp_path / "run" / "extracted").glob("part-*.arrow")}
+
+    start = time.time()
+    second = run_pipeline(cfg, to_stage="tokens")
+    assert time.time() - start <= 0.1 * first_seconds
+    assert second["stages"] == first["stages"]
+    assert {name: _files(tmp_path / "run" / name) for name in outputs} == outputs  # no shard rewritten
+
+    shutil.copy(crawls / "dolma-wget-2024-sample-0001.warc.gz", inbox)
+    third = run_pipeline(cfg, to_stage="tokens")
+    extracted = read_manifest(tmp_path / "run" / "extracted")
+    first_extracted = {s["name"]: s for s in first["stages"]}
+    assert extracted.extra["reused_units"] == extracted.extra["units"] - 1 >= 2
+    # the parts of the old files are the same files, linked under their new names; one part is new
+    (new_part,) = [p for p in (tmp_path / "run" / "extracted").glob("part-*.arrow") if p.stat().st_ino not in first_parts]
+    assert set(read_table(new_part).column("source").to_pylist()) == {str(inbox / "dolma-wget-2024-sample-0001.warc.gz")}
+    ingest = {s["name"]: s for s in third["stages"]}["ingest"]
+    assert ingest["in"] > first_extracted["ingest"]["in"]
+    for stage in third["stages"]:
+        assert stage["in"] == stage["out"] + sum(stage["dropped"].values()), stage

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from corpus.shards import count_rows, read_table
+from corpus.manifest import read_manifest
+from corpus.shards import count_rows, read_table, sha256_file
 from flows.config import load_config
 from flows.pipeline import plan, run_pipeline
 
@@ -199,7 +200,7 @@ def test_a_run_killed_mid_stage_resumes_without_losing_or_repeating_a_document(t
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not list((run / ".tmp-extract" / "out").glob("*.arrow")) and first.poll() is None and time.time() < deadline:
+    while not list((run / ".tmp-extract" / "work").glob("*.json")) and first.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     assert first.poll() is None, "the run ended before it could be killed mid-stage"
     os.killpg(first.pid, signal.SIGKILL)
@@ -217,6 +218,13 @@ def test_a_run_killed_mid_stage_resumes_without_losing_or_repeating_a_document(t
     assert ids(run, "rejected") == ids(unbroken, "rejected")
     documents = ids(run, "documents")
     assert len(documents) == len(set(documents)) > 0
+    extracted = read_manifest(run / "extracted").extra
+    assert 1 <= extracted["resumed_units"] < extracted["units"]  # finished units were kept, the others redone
+
+    def checksums(root: Path) -> dict:
+        return {str(p.relative_to(root)): sha256_file(p) for p in sorted((root / "documents").glob("*.arrow"))}
+
+    assert checksums(run) == checksums(unbroken)
 
 
 def test_a_speed_only_setting_does_not_make_finished_stages_stale(tiny_run):

@@ -8,6 +8,7 @@ nothing twice). Files no reader handles are listed in the ledger's errors, never
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -15,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from corpus import document
+from corpus.atomic import atomic_path, write_json_atomic
 from corpus.config import AnnotateConfig, ExtractConfig, IngestConfig
 from corpus.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, Document, documents_to_table, rejected_table
 from corpus.manifest import LedgerEntry, fingerprint, merge_ledgers, read_manifest
@@ -32,12 +34,18 @@ def input_paths(cfg) -> list[str]:
 
 
 def inputs_fingerprint(cfg) -> str:
-    """What the run reads, as the first link of the fingerprint chain: paths with their size and mtime."""
+    """What the run reads, as the first link of the fingerprint chain: every input file (folders and globs
+    expanded) with its size and mtime, so a changed or added file inside a folder is seen."""
+    from corpus.sources import expand_inputs
+
+    try:
+        files = expand_inputs(input_paths(cfg), cfg.ingest.format)
+    except ValueError as err:  # a missing input: the extract stage reports it when it runs
+        return fingerprint(input_paths(cfg), str(err))
     identity = []
-    for item in input_paths(cfg):
-        path = Path(item)
-        stat = path.stat() if path.exists() else None
-        identity.append([str(path.resolve()) if stat else item, stat.st_size if stat else None, stat.st_mtime_ns if stat else None])
+    for path in files:
+        stat = os.stat(path)
+        identity.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
     return fingerprint(identity)
 
 
@@ -69,13 +77,14 @@ def plan(ctx: StageContext) -> list[tuple]:
         raise ValueError(f"no readable input file in {', '.join(map(str, inputs))}{not_read}")
     stage_fp = stage_fingerprint(EXTRACT, cfg, upstream="")
     keys = [unit_key(unit, stage_fp) for unit in units]
-    reused = _reuse_finished_units(ctx, keys)
-    ctx.notes.update(inputs=inputs, unread=unread, keys=keys, reused=reused)
+    resumed = _resume_interrupted_units(ctx, keys)
+    reused = {**_reuse_committed_units(ctx, keys, skip=resumed), **resumed}
+    ctx.notes.update(inputs=inputs, unread=unread, keys=keys, reused=reused, resumed=len(resumed))
     cores = os.cpu_count() or 1
     todo = [i for i in range(len(units)) if i not in reused]
     extract_cfg = cfg.extract.with_overlap_for(min(cfg.runner.workers or cores, max(len(todo), 1)), cores)
     return [
-        (units[i], cfg.ingest, extract_cfg, cfg.annotate, ctx.out / part_name(i), ctx.rejected / part_name(i))
+        (keys[i], units[i], cfg.ingest, extract_cfg, cfg.annotate, ctx.out / part_name(i), ctx.rejected / part_name(i), ctx.work)
         for i in todo
     ]
 
@@ -84,7 +93,29 @@ def part_name(index: int) -> str:
     return f"part-{index:05d}.arrow"
 
 
-def _reuse_finished_units(ctx: StageContext, keys: list[str]) -> dict[int, list[LedgerEntry]]:
+def _resume_interrupted_units(ctx: StageContext, keys: list[str]) -> dict[int, list[LedgerEntry]]:
+    """Units an interrupted attempt of this stage finished (their record is written last, after both files); the
+    files of unfinished ones are removed, to be redone."""
+    finished = {}
+    for record_path in ctx.work.glob("*.json"):
+        record = json.loads(record_path.read_text())
+        finished[record["key"]] = record
+    resumed, keep = {}, set()
+    for index, key in enumerate(keys):
+        record = finished.get(key)
+        if record is None or record["part"] != part_name(index):
+            continue
+        if (ctx.out / record["part"]).is_file() and (ctx.rejected / record["part"]).is_file():
+            resumed[index] = [LedgerEntry.from_json(e) for e in record["ledger"]]
+            keep.add(record["part"])
+    for folder in (ctx.out, ctx.rejected):
+        for leftover in folder.iterdir():
+            if leftover.name not in keep:
+                leftover.unlink()
+    return resumed
+
+
+def _reuse_committed_units(ctx: StageContext, keys: list[str], skip: dict) -> dict[int, list[LedgerEntry]]:
     """Link the output of units whose key the committed extracted/ lists; returns their ledger entries by index."""
     previous = read_manifest(ctx.run_dir / "extracted")
     done = previous.extra.get("unit_keys", {}) if previous else {}
@@ -92,7 +123,7 @@ def _reuse_finished_units(ctx: StageContext, keys: list[str]) -> dict[int, list[
     for index, key in enumerate(keys):
         entry = done.get(key)
         part = ctx.run_dir / "extracted" / entry["part"] if entry else None
-        if part is None or not part.is_file():
+        if index in skip or part is None or not part.is_file():
             continue
         _link(part, ctx.out / part_name(index))
         rejected = ctx.run_dir / "rejected" / "extract" / entry["part"]
@@ -123,8 +154,33 @@ def finish(ctx: StageContext, results: list) -> StageResult:
     unit_keys = {
         key: {"part": part_name(i), "ledger": [e.to_json() for e in entries]} for i, (key, entries) in enumerate(zip(keys, per_unit))
     }
-    extra = {"units": len(keys), "reused_units": len(reused), "inputs": ctx.notes["inputs"], "unit_keys": unit_keys}
+    extra = {
+        "units": len(keys),
+        "reused_units": len(reused) - ctx.notes["resumed"],  # linked from the last commit
+        "resumed_units": ctx.notes["resumed"],  # finished by an interrupted attempt
+        "inputs": ctx.notes["inputs"],
+        "unit_keys": unit_keys,
+    }
     return StageResult(ledger, extra)
+
+
+def extract_part(
+    key: str,
+    unit,
+    ingest: IngestConfig,
+    extract: ExtractConfig,
+    annotate: AnnotateConfig,
+    out_path: Path,
+    rejected_path: Path,
+    work: Path,
+) -> list[LedgerEntry]:
+    """`extract_unit` whose two files appear whole under their names, then a record of the finished unit (its key and
+    ledger): a run killed after this returns resumes without redoing it."""
+    with atomic_path(out_path) as out_tmp, atomic_path(rejected_path) as rejected_tmp:
+        ledger = extract_unit(unit, ingest, extract, annotate, out_tmp, rejected_tmp)
+    record = {"key": key, "part": out_path.name, "ledger": [e.to_json() for e in ledger]}
+    write_json_atomic(work / f"{out_path.stem}.json", record)
+    return ledger
 
 
 def extract_unit(
@@ -223,7 +279,7 @@ EXTRACT = Stage(
         "corpus.sources", "corpus.urls", "corpus.extract", "corpus.annotate", "corpus.families", "corpus.document", "corpus.stages.extract"
     ),
     plan_units=plan,
-    run_unit=extract_unit,
+    run_unit=extract_part,
     finish=finish,
     output_schema=lambda: document.DOCUMENT_SCHEMA,  # read at plan time: signal families may extend it
 )
