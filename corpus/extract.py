@@ -33,6 +33,7 @@ from datetime import datetime
 
 from corpus.config import ExtractConfig
 from corpus.document import REJECTED_TEXT_PREFIX, Document
+from corpus.safe import safe_text
 from corpus.sources import Rejection
 from corpus.sources.decode import decode_html, sniff_binary
 
@@ -52,6 +53,76 @@ PageExtractor = Callable[[str, str], tuple[str, str, str]]  # (html, url) -> (te
 def count_start_tags(html: str) -> int:
     """Number of "<" followed by a letter: a cheap upper bound on the elements a parser would build."""
     return len(_START_TAG.findall(html))
+
+
+# libxml2 (under lxml, under trafilatura) builds no element deeper than this: markup nested deeper loses its
+# content, and a page whose text is all that deep comes back empty (INDEX.md: "nothing for nesting deeper than 256").
+PARSER_MAX_DEPTH = 256
+_TAG = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9-]*)[^>]*?(/?)>")
+# Elements that do not nest what follows them: void elements, and those whose end tag HTML lets be left out (a
+# parser closes them itself; html and body are implied anyway).
+_NOT_NESTING = frozenset(
+    b"area base br col embed hr img input link meta param source track wbr keygen command basefont frame isindex "
+    b"html head body p li dt dd option optgroup tr td th thead tbody tfoot colgroup caption rb rt rtc rp".split()
+)
+
+
+def nesting_depth(raw: bytes, stop_at: int = PARSER_MAX_DEPTH) -> int:
+    """How deep the page's elements nest, counted from its tags (an estimate: a parser may close some itself), up
+    to `stop_at`. Only asked when a page gave no text, to tell why."""
+    depth = deepest = 0
+    for match in _TAG.finditer(raw):
+        closing, name, self_closing = match.groups()
+        name = name.lower()
+        if self_closing or name in _NOT_NESTING:
+            continue
+        if closing:
+            depth = max(depth - 1, 0)
+            continue
+        depth += 1
+        if depth > deepest:
+            deepest = depth
+            if deepest >= stop_at:
+                break
+    return deepest
+
+
+# A document type declaration with an internal subset (`<!DOCTYPE x [<!ENTITY ...>]>`): no HTML page needs one, and
+# it is how entity-expansion bombs ("billion laughs") and external entities (XXE) reach an XML parser. trafilatura
+# treats such a page as not HTML and returns nothing; `strip_doctype_subset` replaces the declaration.
+_XML_DECLARATION = re.compile(r"<\?xml[^>]*>")
+_DOCTYPE_WITH_SUBSET = re.compile(r"<!DOCTYPE[^>\[]*\[", re.IGNORECASE)
+_SUBSET_END = re.compile(r"\]\s*>")
+
+
+def strip_doctype_subset(page: str) -> str:
+    """`page` with a leading DOCTYPE that declares entities replaced by `<!DOCTYPE html>` (the entities are never
+    defined, so references to them stay literal text); any other page unchanged.
+
+    The prolog (BOM, XML declaration, comments) is skipped by a linear scan, not a regex with nested repetition:
+    pages that start with many comments would make such a regex backtrack for seconds."""
+    head = page[:4096]
+    if "<!" not in head or "[" not in head:  # the declaration comes first: most pages are settled here
+        return page
+    pos = len(page) - len(page.lstrip("\ufeff \t\r\n"))
+    declaration = _XML_DECLARATION.match(page, pos)
+    if declaration:
+        pos = declaration.end()
+    while True:
+        pos += len(page[pos:pos + 4096]) - len(page[pos:pos + 4096].lstrip())
+        if not page.startswith("<!--", pos):
+            break
+        close = page.find("-->", pos + 4)
+        if close < 0:
+            return page
+        pos = close + 3
+    match = _DOCTYPE_WITH_SUBSET.match(page, pos)
+    if match is None:
+        return page
+    end = _SUBSET_END.search(page, match.end())
+    if end is None:
+        return page  # never closed: the whole page is a declaration, and extraction finds nothing in it
+    return f"{page[:pos]}<!DOCTYPE html>{page[end.end():]}"
 
 
 def trafilatura_options(cfg: ExtractConfig) -> dict:
@@ -317,7 +388,7 @@ class Extractor:
             text, title, date = values
             return self._finish(job.doc, text.strip(), title, date)
         reason = {"timeout": "extraction_timeout", "crashed": "extraction_crashed"}.get(status, "extraction_error")
-        return self._reject(job.doc, reason, values[0])
+        return self._reject(job.doc, reason, safe_text(values[0]))  # a library's message may quote the page
 
     # --- documents -------------------------------------------------------------------------------------------------
 
@@ -339,7 +410,7 @@ class Extractor:
             n_tags = count_start_tags(page)
             if n_tags > cfg.max_elements:
                 return self._reject(doc, "too_many_elements", f"{n_tags} start tags > max_elements {cfg.max_elements}")
-        return page
+        return strip_doctype_subset(page)
 
     def extract(self, doc: Document) -> Document | Rejection:
         page = self._prepare(doc)
@@ -383,6 +454,11 @@ class Extractor:
 
     def _finish(self, doc: Document, text: str, title: str, date: str) -> Document | Rejection:
         if not text:
+            if doc.raw and doc.content_type != "text/plain":
+                depth = nesting_depth(doc.raw)
+                if depth >= PARSER_MAX_DEPTH - 2:  # html and body count too
+                    detail = f"no main text found: elements nest {depth}+ deep, the parser stops at {PARSER_MAX_DEPTH}"
+                    return self._reject(doc, "too_deeply_nested", detail)
             return self._reject(doc, "empty_extraction", "no main text found")
         if len(text) > self.cfg.max_doc_chars:
             doc.text, doc.title = text[:REJECTED_TEXT_PREFIX], title  # what the rejected row shows

@@ -301,8 +301,9 @@ def prepare_in_place(directory: Path, fp: str, fresh: bool) -> None:
 OUTPUT_DIRS = ("documents", "rejected", "tokenizer", "tokens", "model", "finetune")
 
 
-def write_run_ledger(run_dir: Path, planned: list[PlannedStage]) -> dict:
-    """RUN/manifest.json: every stage's in/out/dropped in pipeline order, errors, fingerprints and outputs."""
+def write_run_ledger(run_dir: Path, planned: list[PlannedStage], report: Path | None = None) -> dict:
+    """RUN/manifest.json: every stage's in/out/dropped in pipeline order, errors, fingerprints and outputs (with
+    the report's path once one is written)."""
     stages, errors, fingerprints = [], [], {}
     for p in planned:
         manifest = read_manifest(Path(run_dir) / p.stage.dirname)
@@ -317,7 +318,7 @@ def write_run_ledger(run_dir: Path, planned: list[PlannedStage]) -> dict:
             errors.extend(entry.errors)
     absolute = Path(run_dir).resolve()
     outputs: dict = {name: str(absolute / name) for name in OUTPUT_DIRS if (absolute / name).exists()}
-    outputs["report"] = None
+    outputs["report"] = str(Path(report).resolve()) if report else None
     ledger = {
         "run": str(absolute),
         "code_version": code_version(),

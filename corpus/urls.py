@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -75,7 +76,22 @@ def normalize_host(host: str) -> str | None:
             host = host.encode("idna").decode("ascii")
     except (UnicodeError, ValueError):
         return None
-    return host.lower()
+    return _ipv4_host(host.lower())
+
+
+_NUMBER = re.compile(r"0[xX][0-9A-Fa-f]*|[0-9]+")
+
+
+def _ipv4_host(host: str) -> str | None:
+    """A host that ends in a number is an IPv4 address in any of its spellings (0177.0.0.1, 0x7f000001, 127.1), as
+    browsers and getaddrinfo read it: written as dotted decimal, or None when it is no address. Both the address
+    check and the connection then see the one spelling."""
+    if not _NUMBER.fullmatch(host.rsplit(".", 1)[-1]):
+        return host
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def normalize_url(url: str, base: str | None = None) -> str | None:

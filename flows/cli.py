@@ -21,6 +21,25 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Raw web text
 console = Console(stderr=True, soft_wrap=True)  # errors stay on one line, whole, for grep and logs
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ours = version("corpusforge")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            ours = "unknown (not installed)"
+        sys.stdout.write(f"corpusforge {ours}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Raw web text to a trained language model."""
+
+
 @app.command()
 def run(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file (sections mirror the stages)."),
@@ -35,6 +54,17 @@ def run(
     force: bool = typer.Option(False, "--force", help="Rerun every selected stage even when its output is current."),
 ) -> None:
     """Process inputs (default: the bundled sample) into a run directory: documents, tokenizer, tokens, model."""
+    debug = bool(os.environ.get("CORPUSFORGE_DEBUG"))
+    if not debug:
+        # A failed run is said in one line below: Prefect's own log lines (task and flow states, tracebacks) stay out
+        # of the terminal, in this process and in the workers it spawns. CORPUSFORGE_DEBUG=1 shows them.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_INTERNAL_LOGGING_LEVEL", "CRITICAL")
+        for name in ("EventsWorker", "APILogWorker"):  # Prefect's senders, left with nowhere to send when a run fails
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        # A stopped pool leaves semaphores for multiprocessing's resource tracker to clean up, which it does, with a
+        # warning per run that means nothing to the user.
+        os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
     from flows.config import ConfigError, load_config
 
     overrides: dict = {}
@@ -69,16 +99,50 @@ def run(
         console.print(f"  to run: {', '.join(todo)}")
     start = time.time()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from flows.interrupt import RunGuard, ServerDied
+
     try:
-        with _progress() as report:
+        # The guard first: threads and processes started after it (the progress display's, Prefect's, the workers)
+        # never see a Ctrl-C; the guard alone takes it and stops them all within seconds.
+        with RunGuard(), _progress() as report:
             ledger = run_pipeline(cfg, from_stage, to_stage, force, report=report)
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted:[/yellow] finished stages and units are kept in {cfg.output}; run the same command again to resume.",
+            highlight=False,
+        )
+        _exit_soon(130)
     except Exception as err:
-        if os.environ.get("CORPUSFORGE_DEBUG"):
+        if debug:
             raise
-        console.print(f"[red]run failed:[/red] {type(err).__name__}: {err}")
-        console.print("Finished stages are kept; run the same command again to resume. CORPUSFORGE_DEBUG=1 shows the traceback.")
-        raise typer.Exit(1) from None
+        from rich.markup import escape
+
+        # A ValueError says what is wrong with the input or the settings in its own words; others name their type.
+        plain = isinstance(err, (ValueError, ServerDied)) and str(err)
+        said = str(err) if plain else f"{type(err).__name__}: {err}"
+        console.print(f"[red]run failed:[/red] {escape(said)}", highlight=False)
+        console.print(
+            f"Finished stages are kept; `corpusforge inspect {cfg.output}` shows the ledger so far; run the same command "
+            "again to resume. CORPUSFORGE_DEBUG=1 shows the traceback.",
+            highlight=False,
+        )
+        _exit_soon(1)
     _print_summary(ledger, time.time() - start)
+
+
+def _exit_soon(code: int) -> None:
+    """Exit with `code`. In the `corpusforge` process itself (not when called in-process, as tests do), should the
+    interpreter's teardown hang on a thread of a broken process pool, end anyway after a few seconds: the run's
+    processes are stopped and its ledger written by now."""
+    if Path(sys.argv[0]).name == "corpusforge" or Path(sys.argv[0]).resolve() == Path(__file__).resolve():
+        import threading
+
+        def hard_exit() -> None:
+            time.sleep(5)
+            os._exit(code)
+
+        threading.Thread(target=hard_exit, name="corpusforge-exit", daemon=True).start()
+    raise typer.Exit(code) from None
 
 
 class _progress:
@@ -103,6 +167,15 @@ class _progress:
         self.progress.stop()
 
 
+def _shown(value) -> str:
+    """Input-derived text as it may be printed: control, ANSI and bidi characters escaped, no rich markup."""
+    from rich.markup import escape
+
+    from corpus.safe import safe_text
+
+    return escape(safe_text(value))
+
+
 def _print_summary(ledger: dict, seconds: float) -> None:
     from rich.table import Table
 
@@ -115,13 +188,13 @@ def _print_summary(ledger: dict, seconds: float) -> None:
     console.print(table)
     for err in ledger.get("errors", []):
         if err.get("offset") is None:
-            console.print(f"  [yellow]input not read:[/yellow] {err.get('path')}: {err.get('error')}")
+            console.print(f"  [yellow]input not read:[/yellow] {_shown(err.get('path'))}: {_shown(err.get('error'))}")
         else:
-            console.print(f"  [yellow]damaged input:[/yellow] {err.get('path')} at byte {err.get('offset')}: {err.get('error')}")
+            console.print(f"  [yellow]damaged input:[/yellow] {_shown(err.get('path'))} at byte {err.get('offset')}: {_shown(err.get('error'))}")
     out = ledger["outputs"]
     console.print("[bold]outputs[/bold]")
-    for key in ("documents", "rejected", "tokenizer", "tokens", "model", "finetune"):
-        if key in out:
+    for key in ("documents", "rejected", "tokenizer", "tokens", "model", "finetune", "report"):
+        if out.get(key):
             console.print(f"  {key:<10} {out[key]}")
     console.print(f"\nlook inside:  corpusforge inspect {ledger['run']}")
 
@@ -165,27 +238,57 @@ def crawl(
 
 @app.command()
 def inspect(
-    target: Path = typer.Argument(..., help="A run directory or one Arrow shard."),
-    sample: int = typer.Option(3, "--sample", help="Documents to show."),
-    why: Optional[str] = typer.Option(None, "--why", help="Explain what happened to this document id."),
-    verify: bool = typer.Option(False, "--verify", help="Recompute sha256 of every file listed in the manifests."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (stable keys)."),
+    target: Path = typer.Argument(..., help="A run directory, or one Arrow shard of it."),
+    sample: Optional[int] = typer.Option(None, "--sample", help="Show N documents drawn at random (fixed seed) with their signals and keyphrases."),
+    where: Optional[str] = typer.Option(None, "--where", help="Only rows where EXPR holds, e.g. \"lang == 'de' and signals.n_words > 500\" (never run as Python)."),
+    rejected: bool = typer.Option(False, "--rejected", help="Sample the rejected rows (stage, reason, detail, kept_id) instead of the documents."),
+    reason: Optional[str] = typer.Option(None, "--reason", help="With --rejected: only this reason (gopher_min_words) or stage/reason."),
+    decode: bool = typer.Option(False, "--decode", help="Decode token shards (the run's tokens/, or one token shard) back to text, with token counts."),
+    why: Optional[str] = typer.Option(None, "--why", help="Follow one document id (or its URL) through the stages: where it came from, each verdict."),
+    verify: bool = typer.Option(False, "--verify", help="Recompute the sha256 of every file the manifests list; exit 1 on any mismatch."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the run's self-contained report.html to FILE."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (stable keys; `mode` names the view)."),
 ) -> None:
-    """Show the ledger, shard schemas and row counts, drops by reason and sample documents of a run."""
-    from flows.inspect import inspect_target
+    """What is in a run (or one shard), and why each document is or is not in it: the ledger as a funnel,
+    languages, lengths, keyphrases and files; samples; decoded tokens; one document's journey; checksums."""
+    from rich.markup import escape
+
+    from flows.inspect import InspectError, inspect_target, is_run, render
+
+    if report is not None:
+        if any((sample is not None, where, rejected, reason, decode, why, verify)):
+            console.print("[red]error:[/red] --report writes the report alone: drop the other options")
+            raise typer.Exit(2)
+        if not is_run(target):
+            console.print(f"[red]error:[/red] {escape(str(target))} is not a run directory (no ledger in manifest.json): --report needs a run")
+            raise typer.Exit(2)
+        try:
+            from flows.report import write_report
+        except ModuleNotFoundError as err:
+            if err.name not in ("flows.report", "flows"):
+                raise
+            console.print("[red]error:[/red] this installation has no report writer (flows/report.py): update corpusforge")
+            raise typer.Exit(2) from None
+        written = write_report(target, report)
+        if as_json:
+            sys.stdout.write(json.dumps({"mode": "report", "run": str(target), "report": str(written)}) + "\n")
+        else:
+            console.print(f"report written to {escape(str(written))}", highlight=False)
+        return
 
     try:
-        result = inspect_target(target, sample=sample, why=why, verify=verify)
-    except FileNotFoundError as err:
-        console.print(f"[red]error:[/red] {err}")
+        result = inspect_target(target, sample=sample, where=where, rejected=rejected, reason=reason, decode=decode, why=why, verify=verify)
+    except InspectError as err:
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
         raise typer.Exit(2) from None
+    unknown = result["mode"] == "why" and result["why"]["status"] == "unknown"
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(result, indent=2, default=str, ensure_ascii=False) + "\n")
+    elif unknown:
+        console.print(f"[red]error:[/red] {escape(result['why']['detail'])}", highlight=False)
     else:
-        from flows.inspect import render
-
-        render(result, Console())
-    if verify and result.get("verify", {}).get("problems"):
+        render(result, Console(soft_wrap=True))
+    if unknown or (result["mode"] == "verify" and not result["verify"]["ok"]):
         raise typer.Exit(1)
 
 

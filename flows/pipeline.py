@@ -24,6 +24,7 @@ from pathlib import Path
 
 from corpus import stage as corpus_stage
 from corpus.atomic import write_text_atomic
+from corpus.safe import safe_text
 from corpus.manifest import fingerprint
 from corpus.stage import PlannedStage, plan_stages, run_stage, write_run_ledger
 from corpus.stages import CORPUS_STAGES, input_paths, inputs_fingerprint, sample_input
@@ -72,8 +73,14 @@ def plan(cfg: PipelineConfig, from_stage: str | None = None, to_stage: str | Non
 def prefect_api() -> Iterator[None]:
     """Use the user's Prefect server when PREFECT_API_URL is set; else start one temporary local server.
 
-    Without this, every worker process would start its own temporary server (DESIGN.md section 9).
+    Without this, every worker process would start its own temporary server (DESIGN.md section 9). Started under a
+    flows.interrupt.RunGuard, the server never sees a Ctrl-C (the run reports its end to it, then stops it), and a
+    watchdog fails the run within a second if the server exits under it.
     """
+    import threading
+
+    from flows.interrupt import active_guard, watch_server
+
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     home = Path(os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".prefect")))
@@ -86,16 +93,23 @@ def prefect_api() -> Iterator[None]:
     server = SubprocessASGIServer()
     server.start(timeout=120)
     os.environ["PREFECT_API_URL"] = server.api_url
+    guard = active_guard()
+    if guard is not None and server.server_process is not None:
+        guard.keep.add(server.server_process.pid)  # stopped below, after the run reported its end to it
+    stop_watching = threading.Event()
+    watch_server(server, stop_watching)
     try:
         yield
     finally:
-        # Send queued logs and events while the server is still up, not into a closed port at exit.
-        with contextlib.suppress(Exception):
-            from prefect.events.worker import EventsWorker
-            from prefect.logging.handlers import APILogWorker
+        stop_watching.set()
+        if server.server_process is not None and server.server_process.poll() is None:
+            # Send queued logs and events while the server is still up, not into a closed port at exit.
+            with contextlib.suppress(Exception):
+                from prefect.events.worker import EventsWorker
+                from prefect.logging.handlers import APILogWorker
 
-            APILogWorker.drain_all(timeout=5, at_exit=False)
-            EventsWorker.drain_all(timeout=5, at_exit=False)
+                APILogWorker.drain_all(timeout=5, at_exit=False)
+                EventsWorker.drain_all(timeout=5, at_exit=False)
         server.stop()
         os.environ.pop("PREFECT_API_URL", None)
 
@@ -132,16 +146,50 @@ def run_pipeline(
     force: bool = False,
     report: Reporter = _no_report,
 ) -> dict:
-    """Run the stages that are not current, through the Prefect flow when any must run; returns the ledger."""
+    """Run the stages that are not current, through the Prefect flow when any must run; returns the ledger.
+
+    A run that fails or is interrupted (Ctrl-C: KeyboardInterrupt; its server dying: flows.interrupt.ServerDied)
+    still writes RUN/manifest.json: the ledger of the stages that finished, and `"failed": {"stage", "error"}`
+    naming the first stage that did not; then the exception goes on to the caller.
+    """
+    from corpus.atomic import write_json_atomic
+    from corpus.manifest import MANIFEST, is_current
+    from flows.interrupt import RunGuard, ServerDied, active_guard
+
     global _reporter
     planned = plan(cfg, from_stage, to_stage, force)
     if not any(p.action == "run" for p in planned):
         _write_config(cfg)
-        return write_run_ledger(Path(cfg.output), planned)
+        return _finish_run(Path(cfg.output), planned, only_if_missing=True)
     _reporter = report
+    guard = active_guard()  # the CLI enters one before its progress display starts a thread
+    owned = guard is None
+    if owned:
+        guard = RunGuard()
     try:
-        with prefect_api():
+        with guard if owned else contextlib.nullcontext(), prefect_api():
             return corpusforge_pipeline(cfg, from_stage, to_stage, force)
+    except BaseException as exc:
+        cause = guard.cause if guard.cause is not None else exc
+        with contextlib.suppress(Exception):  # the ledger of a failed run must never hide why it failed
+            run_dir = Path(cfg.output)
+            unfinished = [
+                i for i, p in enumerate(planned) if p.action == "run" and not is_current(run_dir / p.stage.dirname, p.fingerprint)
+            ]
+            failed_at = unfinished[0] if unfinished else len(planned)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            ledger = write_run_ledger(run_dir, planned[:failed_at])
+            ledger["failed"] = {
+                "stage": planned[failed_at].stage.name if unfinished else None,
+                "error": str(cause) or type(cause).__name__,
+                "exception": type(cause).__name__,
+            }
+            write_json_atomic(run_dir / MANIFEST, ledger)
+        if isinstance(cause, ServerDied):
+            raise cause from None
+        if isinstance(cause, KeyboardInterrupt) and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt(str(cause)) from None  # the stopped workers' errors are not the story
+        raise
     finally:
         _reporter = _no_report
 
@@ -151,13 +199,31 @@ def pipeline(cfg: PipelineConfig, from_stage: str | None = None, to_stage: str |
     planned = plan(cfg, from_stage, to_stage, force)
     _write_config(cfg)
     runner = _task_runner(cfg)
-    for group, names in STAGE_GROUPS.items():
-        todo = [p.stage.name for p in planned if p.stage.name in names and p.action == "run"]
-        if todo:
-            GROUP_FLOWS[group].with_options(task_runner=runner)(cfg, todo)
-    ledger = write_run_ledger(Path(cfg.output), planned)
+    # Ray: one instance for the whole run; the subflows' copies of the runner find it started and reuse it.
+    with runner.duplicate() if cfg.runner.kind == "ray" else contextlib.nullcontext():
+        for group, names in STAGE_GROUPS.items():
+            todo = [p.stage.name for p in planned if p.stage.name in names and p.action == "run"]
+            if todo:
+                GROUP_FLOWS[group].with_options(task_runner=runner)(cfg, todo)
+    ledger = _finish_run(Path(cfg.output), planned)
     _publish_artifacts(ledger)
     return ledger
+
+
+def _finish_run(run_dir: Path, planned: list[PlannedStage], only_if_missing: bool = False) -> dict:
+    """The ledger, then the report made from it, then the ledger again naming the report. A report that cannot be
+    written is logged, never a failed run."""
+    ledger = write_run_ledger(run_dir, planned)
+    report = run_dir / "report" / "report.html"
+    if not (only_if_missing and report.is_file()):
+        try:
+            from flows.report import write_report
+
+            write_report(run_dir, report)
+        except Exception as exc:  # the corpus and model are there; the pictures are not worth failing the run
+            progress(f"report not written: {type(exc).__name__}: {exc}")
+            return ledger
+    return write_run_ledger(run_dir, planned, report=report)
 
 
 def stage_group(cfg: PipelineConfig, stages: list[str]) -> None:
@@ -258,7 +324,8 @@ def _publish_artifacts(ledger: dict) -> None:
     report = ledger["outputs"].get("report")
     lines += ["", f"Run directory: `{ledger['run']}`", f"Report: `{report}`" if report else "Report: not written"]
     for err in ledger.get("errors", [])[:20]:
-        lines.append(f"- input problem: `{err.get('path')}` at byte {err.get('offset')}: {err.get('error')}")
+        path, error = safe_text(err.get("path")).replace("`", "'"), safe_text(err.get("error")).replace("`", "'")
+        lines.append(f"- input problem: `{path}` at byte {err.get('offset')}: {error}")
     create_markdown_artifact("\n".join(lines), key="corpusforge-ledger", description="in and out per stage, drops by reason")
     create_table_artifact(
         [{"stage": s["name"], "seconds": s["seconds"], "in": s["in"], "out": s["out"]} for s in ledger["stages"]],

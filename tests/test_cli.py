@@ -28,19 +28,6 @@ def test_unknown_stage_is_named(tmp_path):
 
 
 @pytest.mark.slow
-def test_inspect_json_has_ledger_schemas_and_documents(tiny_run):
-    _, run, ledger, _ = tiny_run
-    result = runner.invoke(app, ["inspect", str(run), "--json", "--sample", "2"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert [s["name"] for s in data["stages"]] == [s["name"] for s in ledger["stages"]]
-    assert data["directories"]["documents"]["rows"] == ledger["stages"][5]["out"]
-    assert "keyphrases" in data["directories"]["documents"]["schema"]
-    assert len(data["sample"]) == 2 and data["sample"][0]["text"]
-    assert sum(data["drops"].values()) == sum(sum(s["dropped"].values()) for s in ledger["stages"])
-
-
-@pytest.mark.slow
 def test_inspect_why_explains_a_kept_and_a_dropped_document(tiny_run):
     from corpus.shards import read_table
 
@@ -55,13 +42,6 @@ def test_inspect_why_explains_a_kept_and_a_dropped_document(tiny_run):
 
 
 @pytest.mark.slow
-def test_inspect_verify_and_human_output(tiny_run):
-    _, run, _, _ = tiny_run
-    result = runner.invoke(app, ["inspect", str(run), "--verify"])
-    assert result.exit_code == 0, result.output
-    assert "verify: every sha256 matches" in result.output and "drops by reason" in result.output
-
-
 def test_crawl_refuses_loopback_without_allow_private(tmp_path):
     result = runner.invoke(app, ["crawl", "http://127.0.0.1:9/", "--output", str(tmp_path / "c"), "--max-pages", "1"])
     assert "refusing 127.0.0.1: loopback address (use --allow-private" in result.output

@@ -22,7 +22,7 @@ from corpus.atomic import atomic_path
 from corpus.document import tokens_schema
 from corpus.shards import open_batches, sha256_file
 from tokenizer.config import TokensConfig
-from tokenizer.train import EOS_TOKEN
+from tokenizer.train import EOS_TOKEN, MAX_CHUNK_CHARS, chunk_text
 
 SPLITS = ("train", "val")
 
@@ -108,6 +108,30 @@ class _SplitBuffer:
         return pa.Table.from_arrays([doc_ids, input_ids], schema=schema)
 
 
+def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text (no special tokens added), in order.
+
+    A text longer than MAX_CHUNK_CHARS (1M characters) is encoded piece by piece, cut just before whitespace where
+    there is some (`chunk_text`, as for training), and the pieces' ids joined: the tokenizer holds 120-250x the
+    longest string it is given (DESIGN.md section 9), so one 50 MB text would take gigabytes. Cutting before
+    whitespace keeps the byte-level pre-tokens whole, so the ids are those of the whole text unless a window of
+    1M characters has no whitespace at all. Shorter texts go through one `encode_batch` call as before.
+    """
+    if all(len(text) <= MAX_CHUNK_CHARS for text in texts):
+        encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [encoding.ids for encoding in encodings]  # the Encoding objects hold ~30x the text; keep the ids
+    short = [i for i, text in enumerate(texts) if len(text) <= MAX_CHUNK_CHARS]
+    ids_lists: list[list[int]] = [[] for _ in texts]
+    if short:
+        for i, ids in zip(short, encode_texts(tokenizer, [texts[i] for i in short])):
+            ids_lists[i] = ids
+    for i, text in enumerate(texts):
+        if len(text) > MAX_CHUNK_CHARS:
+            for piece in chunk_text(text):  # one piece at a time: memory bounded by the piece
+                ids_lists[i].extend(tokenizer.encode(piece, add_special_tokens=False).ids)
+    return ids_lists
+
+
 def _document_groups(src: Path, column: str, cfg: TokensConfig) -> Iterator[list[pa.RecordBatch]]:
     """Slices of the shard's record batches, each group at most `cfg.batch_docs` documents and (unless a single
     document is larger) `cfg.batch_bytes` bytes of text: one encode_batch call per group."""
@@ -163,9 +187,7 @@ def encode_shard(tokenizer_dir: Path, src: Path, dst_dir: Path, cfg: TokensConfi
 
     for group in _document_groups(src, column, cfg):
         texts = [text or "" for batch in group for text in batch.column(column).to_pylist()]
-        encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
-        ids_lists = [encoding.ids for encoding in encodings]
-        del encodings  # the Encoding objects hold ~30x the text; keep only the id lists
+        ids_lists = encode_texts(tokenizer, texts)
         doc_ids = pa.concat_arrays([batch.column("id") for batch in group])
         is_val = np.concatenate([_is_val(batch) for batch in group])
         has_tokens = np.fromiter(map(bool, ids_lists), dtype=bool, count=len(ids_lists))

@@ -47,7 +47,13 @@ class FinetuneConfig(Section):
         0.1, gt=0, lt=1, description="Share of `data` held out (stratified by label) as the dev set when `eval_data` is empty."
     )
     max_eval: int = Field(0, ge=0, description="Evaluate on at most this many dev examples, a stratified sample (0 = all).")
-    patience: int = Field(1, ge=1, description="Stop after this many epochs without a better dev accuracy.")
+    select_metric: str = Field(
+        "macro_f1",
+        pattern="^(macro_f1|accuracy)$",
+        description="Dev score that picks the best epoch (the model kept) and drives early stopping: macro_f1 (a "
+        "majority-class model scores low on it) or accuracy.",
+    )
+    patience: int = Field(1, ge=1, description="Stop after this many epochs without a better dev score (`select_metric`).")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to norms, biases, embeddings).")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up.")
     grad_clip: float = Field(1.0, ge=0, description="Gradient norm clip (0 disables).")

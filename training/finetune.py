@@ -4,7 +4,8 @@
     load the classifier head on the checkpoint -> tokenize (with the specials the head pools on)
     for epoch in 1 .. epochs:
         train one pass in a seeded order (AdamW, linear warmup and decay, clipping)
-        evaluate accuracy and macro-F1 on dev; save the model when dev accuracy improved
+        evaluate accuracy and macro-F1 on dev; save the model when the dev score (`select_metric`, macro-F1 by
+        default: always answering the majority class scores high accuracy but low macro-F1) improved
         stop after `patience` epochs without improvement
     metrics.json: the best epoch's accuracy and macro-F1 next to the majority-class baseline
 
@@ -237,7 +238,7 @@ def linear_lr(step: int, total_steps: int, warmup_steps: int, peak: float) -> fl
 # --- model and tokens ------------------------------------------------------------------------------------------
 
 
-def load_classifier(model_dir: Path, labels: list[str]):
+def load_classifier(model_dir: Path, labels: list[str], log: Callable[[str], None] = print):
     """(tokenizer, model) with a fresh head for `labels`; the tokenizer adds the tokens the head pools on.
 
     Encoders (BERT, RoBERTa) classify from the first position, decoders (GPT-2) from the last non-pad one.
@@ -265,15 +266,36 @@ def load_classifier(model_dir: Path, labels: list[str]):
         "pad_token_id": tokenizer.pad_token_id,
     }
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(model_dir),
-            local_files_only=True,
-            ignore_mismatched_sizes=True,  # a folder with another head (other num_labels) gets a fresh one
-            **kwargs,
-        )
+        with _quiet_transformers():  # its load report (a coloured table) would say what the line below says
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                str(model_dir),
+                local_files_only=True,
+                ignore_mismatched_sizes=True,  # a folder with another head (other num_labels) gets a fresh one
+                output_loading_info=True,
+                **kwargs,
+            )
     except ValueError as e:
         raise ValueError(f"{model_dir}: {config.model_type} has no sequence classification model in transformers ({e})") from e
+    fresh = sorted(set(info.get("missing_keys") or []) | {str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or []})
+    if fresh:
+        shown = ", ".join(fresh[:4]) + (f" and {len(fresh) - 4} more" if len(fresh) > 4 else "")
+        log(f"new weights, initialised here and trained below: {shown}")
+    if info.get("unexpected_keys"):
+        log(f"checkpoint weights not used by the classifier: {len(info['unexpected_keys'])} (e.g. the pretraining head)")
     return tokenizer, model
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' warnings off for a moment (restored after): errors still raise."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
 
 
 def _add_specials_if_missing(tokenizer, encoder: bool) -> None:
@@ -375,7 +397,7 @@ def finetune(cfg: FinetuneConfig, model_dir: Path, out_dir: Path, *, log: Callab
     data = load_splits(cfg, log)
 
     torch.manual_seed(cfg.seed)  # the new head's initial weights
-    tokenizer, model = load_classifier(model_dir, data.labels)
+    tokenizer, model = load_classifier(model_dir, data.labels, log)
     model.to(device)
     max_length = min(cfg.max_length, max_positions(model.config) or cfg.max_length)
     if max_length < cfg.max_length:
@@ -442,7 +464,7 @@ def finetune(cfg: FinetuneConfig, model_dir: Path, out_dir: Path, *, log: Callab
                 loss_sum += loss.detach()  # read once per epoch: .item() would wait for the device every step
                 step += 1
 
-            # 2. evaluate on dev; keep the model only when dev accuracy improved
+            # 2. evaluate on dev; keep the model only when the dev score that selects (macro-F1 by default) improved
             predicted = predict(eval_ids)
             scores = {
                 "epoch": epoch,
@@ -454,7 +476,8 @@ def finetune(cfg: FinetuneConfig, model_dir: Path, out_dir: Path, *, log: Callab
             if board is not None:
                 for key in ("train_loss", "accuracy", "macro_f1"):
                     board.add_scalar(f"finetune/{key}", scores[key], epoch)
-            improved = best is None or scores["accuracy"] > best["accuracy"]
+            metric = cfg.select_metric
+            improved = best is None or scores[metric] > best[metric]
             log(
                 f"epoch {epoch}/{cfg.epochs} | train loss {scores['train_loss']:.4f} | dev accuracy {scores['accuracy']:.4f} "
                 f"| macro-F1 {scores['macro_f1']:.4f}" + (" | best, saved" if improved else "")
@@ -465,7 +488,7 @@ def finetune(cfg: FinetuneConfig, model_dir: Path, out_dir: Path, *, log: Callab
             else:
                 epochs_without_gain += 1
                 if epochs_without_gain >= cfg.patience:
-                    log(f"early stop: no better dev accuracy for {epochs_without_gain} epoch(s)")
+                    log(f"early stop: no better dev {metric} for {epochs_without_gain} epoch(s)")
                     break
     finally:
         if board is not None:
@@ -481,6 +504,7 @@ def finetune(cfg: FinetuneConfig, model_dir: Path, out_dir: Path, *, log: Callab
         "rows": data.rows,
         "epochs": len(history),
         "best_epoch": best["epoch"],
+        "select_metric": cfg.select_metric,
         "labels": data.labels,
         "eval_source": data.eval_source,
         "model_type": model.config.model_type,

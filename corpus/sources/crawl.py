@@ -122,6 +122,7 @@ def address_problem(ip: str) -> str:
         (addr in METADATA_ADDRESSES, "cloud metadata address"),
         (addr.is_loopback, "loopback address"),
         (addr.is_link_local, "link-local address"),
+        (addr.version == 6 and addr.is_site_local, "site-local address"),  # fec0::/10, deprecated (RFC 3879)
         (addr.version == 4 and addr in _CGNAT, "carrier-grade NAT (100.64.0.0/10) address"),
         (addr.is_multicast, "multicast address"),
         (addr.is_unspecified, "unspecified address"),
@@ -142,8 +143,12 @@ class FetchFailed(Exception):
         self.reason, self.detail, self.retryable = reason, detail, retryable
 
 
-def checked_addresses(host: str, port: int, allow_private: bool) -> list[str]:
-    """The host's addresses, each checked; raises Refused naming the address and the rule, FetchFailed on DNS errors."""
+PRIVATE_HINT = "use --allow-private to crawl private networks"  # `corpusforge crawl`; `run` names its setting
+
+
+def checked_addresses(host: str, port: int, allow_private: bool, hint: str = PRIVATE_HINT) -> list[str]:
+    """The host's addresses, each checked; raises Refused naming the address, the rule and the switch that allows
+    it (`hint`), FetchFailed on DNS errors."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
@@ -155,7 +160,7 @@ def checked_addresses(host: str, port: int, allow_private: bool) -> list[str]:
             problem = address_problem(ip)
             if problem:
                 name = host if host == ip else f"{host} ({ip})"
-                raise Refused(f"refusing {name}: {problem} (use --allow-private to crawl private networks)")
+                raise Refused(f"refusing {name}: {problem} ({hint})")
     return addresses
 
 
@@ -320,10 +325,10 @@ class Fetcher:
     """GET one URL (no redirects followed), connecting to a checked address; one httpx client per host, so a
     kept-alive connection is only reused for the host whose certificate it verified."""
 
-    def __init__(self, cfg: CrawlConfig):
+    def __init__(self, cfg: CrawlConfig, private_hint: str = PRIVATE_HINT):
         import httpx
 
-        self.httpx, self.cfg, self.agent = httpx, cfg, user_agent(cfg)
+        self.httpx, self.cfg, self.agent, self.private_hint = httpx, cfg, user_agent(cfg), private_hint
         self.clients: OrderedDict[str, object] = OrderedDict()
 
     def close(self) -> None:
@@ -352,7 +357,7 @@ class Fetcher:
         parsed = httpx.URL(url)
         host = parsed.raw_host.decode("ascii")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        addresses = checked_addresses(host, port, self.cfg.allow_private)
+        addresses = checked_addresses(host, port, self.cfg.allow_private, self.private_hint)
         error: FetchFailed | None = None
         for ip in addresses[:2]:  # a second address when the first does not answer
             try:
@@ -396,6 +401,8 @@ class Fetcher:
             raise FetchFailed("connect_error", f"{type(exc).__name__}: {exc}") from None
         except httpx.TransportError as exc:
             raise FetchFailed("network_error", f"{type(exc).__name__}: {exc}", retryable=True) from None
+        except httpx.InvalidURL as exc:  # httpx builds the next request from Location even when not following it
+            raise FetchFailed("invalid_redirect", f"{url}: a Location httpx cannot parse: {exc}") from None
         try:
             body = self._read_body(response, start, any_type)
         finally:
@@ -681,14 +688,17 @@ class Frontier:
 
 
 class Crawler:
-    def __init__(self, cfg: CrawlConfig, output: Path, log: Callable[[str], None]):
+    def __init__(self, cfg: CrawlConfig, output: Path, log: Callable[[str], None], private_hint: str = PRIVATE_HINT):
         self.cfg, self.output, self.log = cfg, output, log
-        self.fetcher = Fetcher(cfg)
+        self.fetcher = Fetcher(cfg, private_hint)
         self.frontier = Frontier()
         self.replay: deque[Entry] = deque()  # URLs whose response the output's WARC files already hold
         self.seen: set[str] = set()
         self.too_deep: set[str] = set()
         self.skipped: Counter = Counter()
+        self.seeds: set[str] = set()
+        self.not_fetched: dict[str, tuple[str, str]] = {}  # seed -> (reason, detail) for seeds never fetched
+        self.robots_problems: dict[str, str] = {}  # origin -> why its robots.txt disallows everything
         self.statuses: Counter = Counter()
         self.refused: dict[str, str] = {}
         self.robots: dict[str, RobotsRules] = {}
@@ -729,7 +739,13 @@ class Crawler:
 
     def _skip_once(self, url: str, reason: str) -> None:
         self.seen.add(url)
+        self._skip(url, reason)
+
+    def _skip(self, url: str, reason: str, detail: str = "") -> None:
+        """Count a URL given up; a seed's reason is kept, so a URL list can account for every line."""
         self.skipped[reason] += 1
+        if url in self.seeds:
+            self.not_fetched.setdefault(url, (reason, detail))
 
     def follow(self, entry: Entry, outcome: Outcome) -> None:
         """Queue what a response leads to: its redirect target (same depth) or its links (one deeper)."""
@@ -776,11 +792,9 @@ class Crawler:
             except Refused as exc:
                 if hop == 0:
                     raise  # the host itself is refused
-                self.log(f"robots.txt redirected to a refused address, disallowing {robots_url}: {exc}")
-                return DISALLOW_ALL
+                return self._disallow_all(robots_url, f"robots.txt redirected to a refused address: {exc}")
             except FetchFailed as exc:
-                self.log(f"robots.txt unreachable, disallowing {robots_url}: {exc.detail}")
-                return DISALLOW_ALL
+                return self._disallow_all(robots_url, f"robots.txt unreachable ({exc.reason}: {exc.detail[:200]})")
             location = response.header("location")
             if 300 <= response.status < 400 and location:
                 url = normalize_url(location, url) or ""
@@ -798,41 +812,48 @@ class Crawler:
                     body = response.body
                 return RobotsRules.parse(body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace"))
             if response.status == 429 or response.status >= 500:
-                self.log(f"robots.txt answered {response.status}, disallowing {robots_url}")
-                return DISALLOW_ALL
+                return self._disallow_all(robots_url, f"robots.txt answered {response.status}")
             return ALLOW_ALL  # 4xx: no rules
         return ALLOW_ALL  # more than five redirects: treated as unavailable (RFC 9309 2.3.1.2)
+
+    def _disallow_all(self, robots_url: str, why: str) -> RobotsRules:
+        """RFC 9309: robots.txt that cannot be read means nothing may be crawled; the reason is kept for the URLs."""
+        self.log(f"{why}, disallowing {robots_url}")
+        self.robots_problems[robots_url.removesuffix("/robots.txt")] = f"{why}, so everything is disallowed (RFC 9309)"
+        return DISALLOW_ALL
 
     def visit(self, entry: Entry) -> None:
         url, host = entry.url, host_of(entry.url)
         if host in self.refused:
-            self.skipped["unsafe_address"] += 1
+            self._skip(url, "unsafe_address", self.refused[host])
             return
         try:
             rules = self._robots_for(url)
         except Refused as exc:
-            self._refuse(host, str(exc))
+            self._refuse(url, host, str(exc))
             return
         if rules is None:  # robots.txt was fetched just now: this URL waits for the host's next turn
             self.frontier.push(entry, front=True)
             self.frontier.hold(host, time.monotonic() + self._delay(self.robots_rules(url)))
             return
         if not rules.allowed(url):
-            self.skipped["robots_disallowed"] += 1
+            parts = urlsplit(url)
+            problem = self.robots_problems.get(f"{parts.scheme}://{parts.netloc}")
+            self._skip(url, "robots_disallowed", problem or f"robots.txt of {parts.netloc} disallows {_path_and_query(url)}")
             return
         if rules.crawl_delay > self.cfg.max_crawl_delay_s:
-            self.skipped["crawl_delay_too_long"] += 1
+            self._skip(url, "crawl_delay_too_long", f"Crawl-delay {rules.crawl_delay}s > crawl.max_crawl_delay_s")
             return
         try:
             response = self.fetcher.fetch(url)
         except Refused as exc:
-            self._refuse(host, str(exc))
+            self._refuse(url, host, str(exc))
             return
         except FetchFailed as exc:
             self.frontier.hold(host, time.monotonic() + self._delay(rules))
             if exc.retryable and self._retry(entry, self._backoff(entry)):
                 return
-            self.skipped[exc.reason] += 1
+            self._skip(url, exc.reason, exc.detail[:300])
             self.log(f"skipped {url}: {exc.reason} ({exc.detail[:200]})")
             return
         self.frontier.hold(host, time.monotonic() + self._delay(rules))
@@ -860,8 +881,8 @@ class Crawler:
         self.frontier.hold(host_of(entry.url), time.monotonic() + wait)
         return True
 
-    def _refuse(self, host: str, message: str) -> None:
-        self.skipped["unsafe_address"] += 1
+    def _refuse(self, url: str, host: str, message: str) -> None:
+        self._skip(url, "unsafe_address", message)
         if host not in self.refused:
             self.refused[host] = message
             self.log(message)
@@ -884,15 +905,18 @@ class Crawler:
             url = normalize_url(seed if "://" in seed else f"https://{seed}")
             if url is None:
                 self.skipped["invalid_seed"] += 1
+                self.not_fetched.setdefault(seed, ("invalid_seed", "not an http(s) URL"))
                 self.log(f"not an http(s) URL, skipped: {seed!r}")
             else:
                 urls.append(url)
+        self.seeds = set(urls)
         self.domains = _site_domains(urls)
         for url in urls:
             self.enqueue(url, 0)
         while self.replay or len(self.frontier):
             if self.cfg.max_pages and self.pages >= self.cfg.max_pages:
-                self.skipped["max_pages"] += len(self.replay) + len(self.frontier.drain())
+                for left in [*self.replay, *self.frontier.drain()]:
+                    self._skip(left.url, "max_pages", f"crawl.max_pages={self.cfg.max_pages} reached")
                 self.replay.clear()
                 break
             if self.replay:
@@ -916,45 +940,90 @@ class Crawler:
             "skipped": dict(sorted(self.skipped.items())),
             "refused": dict(self.refused),
             "errors": self.errors,
+            "not_fetched": {url: list(outcome) for url, outcome in self.not_fetched.items()},
             "seconds": round(time.monotonic() - start, 3),
         }
 
 
-def crawl(seeds: list[str], output: Path, cfg: CrawlConfig, log: Callable[[str], None] = print) -> dict:
+def crawl(
+    seeds: list[str], output: Path, cfg: CrawlConfig, log: Callable[[str], None] = print, private_hint: str = PRIVATE_HINT
+) -> dict:
     """Crawl from `seeds` into WARC files in `output` (created if needed); resume from the WARC files already there.
 
     Returns a summary: warc (the file written, or None), fetched (responses written in this run), pages (2xx
     pages, those replayed from earlier WARC files included), from_archive, status (count per HTTP status),
-    skipped (count per reason), refused (host -> message), errors (damage found in earlier WARC files), seconds.
+    skipped (count per reason), refused (host -> message), errors (damage found in earlier WARC files),
+    not_fetched (seed URL, as normalized, -> [reason, detail] for each seed that got no response), seconds.
+    `private_hint` is what a refusal says to do to allow private addresses.
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    crawler = Crawler(cfg, output, log)
+    crawler = Crawler(cfg, output, log, private_hint)
     try:
         return crawler.run(list(seeds))
     finally:
         crawler.close()
 
 
+def url_list_lines(path: str) -> list[tuple[int, str]]:
+    """(byte offset of the line, URL) per URL of a URL list file: one per line, blank lines and `#` comments
+    skipped."""
+    lines, offset = [], 0
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.decode("utf-8", errors="replace").strip()
+            if line and not line.startswith("#"):
+                lines.append((offset, line))
+            offset += len(raw)
+    return lines
+
+
 def read_url_list(path: str) -> list[str]:
     """The URLs of a URL list file: one per line, blank lines and `#` comments skipped."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    return [url for _, url in url_list_lines(path)]
 
 
-def crawl_url_lists(paths: list[str], output: Path, cfg: CrawlConfig, log: Callable[[str], None] = print) -> list[str]:
+RUN_PRIVATE_HINT = "use --set crawl.allow_private=true to crawl private networks"  # what `run` accepts
+
+
+def crawl_url_lists(
+    paths: list[str],
+    output: Path,
+    cfg: CrawlConfig,
+    log: Callable[[str], None] = print,
+    not_fetched: list[dict] | None = None,
+) -> list[str]:
     """`run --input urls.txt`: fetch the URLs of every URL-list input into WARC files in `output`, and return the
     inputs with the URL lists replaced by `output` (a folder of WARC files that `plan_units` reads).
 
     The listed URLs are the crawl: no links are followed and there is no page limit (other settings from `cfg`).
+    A listed URL that got a response is a record of those WARC files; every other line is appended to
+    `not_fetched` as {"source", "offset", "url", "reason", "detail"}: robots_disallowed, unsafe_address (a
+    private or loopback address; the detail names `crawl.allow_private`), dns_error, timeout, invalid_seed,
+    duplicate_url (listed before) and the crawler's other reasons, so the run's ledger accounts for every line.
     """
     from corpus.sources import url_list_inputs
 
     lists = url_list_inputs(paths)
     if not lists:
         return list(paths)
-    seeds = [url for path in lists for url in read_url_list(path)]
-    crawl(seeds, output, cfg.model_copy(update={"max_depth": 0, "max_pages": 0, "same_domain": False}), log)
+    lines = [(path, offset, url) for path in lists for offset, url in url_list_lines(path)]
+    seeds = [url for _, _, url in lines]
+    settings = cfg.model_copy(update={"max_depth": 0, "max_pages": 0, "same_domain": False})
+    summary = crawl(seeds, output, settings, log, private_hint=RUN_PRIVATE_HINT)
+    if not_fetched is not None:
+        outcomes, listed = summary["not_fetched"], {}
+        for path, offset, url in lines:
+            key = normalize_url(url if "://" in url else f"https://{url}") or url
+            if key in listed:
+                reason, detail = "duplicate_url", f"listed before, at {listed[key][0]} byte {listed[key][1]}"
+            elif key in outcomes:
+                reason, detail = outcomes[key]
+            else:
+                listed[key] = (path, offset)
+                continue
+            listed.setdefault(key, (path, offset))
+            not_fetched.append({"source": path, "offset": offset, "url": url, "reason": reason, "detail": detail})
     list_set = set(lists)
     from corpus.sources import expand_inputs
 

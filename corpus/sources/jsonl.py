@@ -24,6 +24,9 @@ from corpus.sources import InputFormat, Rejection, WorkUnit, compression_of, ope
 from corpus.sources.decode import strip_controls
 
 STAGE = "ingest"
+# Malformed lines are damage: each is listed under the ledger's errors (path, offset, message), as WARC damage is,
+# up to this many per unit; the rest are counted in one more entry. Every one is a `malformed_json` rejection too.
+MAX_LINE_ERRORS = 20
 _CUT_SCAN = 1 << 16
 _MISSING = object()
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -222,8 +225,8 @@ def read_records(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Itera
     except OSError as exc:
         _report(errors, path, 0, f"cannot open: {exc}")
         return
-    n = bad_utf8_lines = 0
-    first_bad = -1
+    n = bad_utf8_lines = malformed = 0
+    first_bad = first_unlisted = -1
     seen_record = False
     offset = unit.start
     with f:
@@ -247,13 +250,22 @@ def read_records(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Itera
                 if bad:
                     bad_utf8_lines += 1
                     first_bad = first_bad if first_bad >= 0 else offset
-                if not complete and isinstance(item, Rejection) and item.reason == "malformed_json":
-                    _report(errors, path, offset, "file ends inside a record (truncated?)")
+                if isinstance(item, Rejection) and item.reason == "malformed_json":
+                    if not complete:
+                        _report(errors, path, offset, "file ends inside a record (truncated?)")
+                    elif malformed < MAX_LINE_ERRORS:
+                        _report(errors, path, offset, f"malformed JSON line: {item.detail}")
+                    elif malformed == MAX_LINE_ERRORS:
+                        first_unlisted = offset
+                    malformed += complete
                 yield item
         except (OSError, EOFError, zlib.error) as exc:
             where = f"{compression} stream" if compression else "file"
             _report(errors, path, offset, f"{where} unreadable after the record at {offset}: {exc}")
         finally:
+            if malformed > MAX_LINE_ERRORS:
+                more = malformed - MAX_LINE_ERRORS
+                _report(errors, path, first_unlisted, f"{more} more malformed JSON line(s), the first at {first_unlisted}")
             if bad_utf8_lines:
                 message = (
                     f"{bad_utf8_lines} line(s) with invalid UTF-8, read with U+FFFD replacements (first at {first_bad})"

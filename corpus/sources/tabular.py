@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.config import IngestConfig
-from corpus.document import Document
+from corpus.document import Document, stable_id
+from corpus.safe import safe_text
 from corpus.sources import InputFormat, Rejection, WorkUnit, register_format
 from corpus.sources.jsonl import field_item
 
@@ -71,7 +72,7 @@ def column_mapping(schema: pa.Schema, cfg: IngestConfig) -> tuple[dict[str, str]
     a missing url/id/fetched_at column only means those are unknown.
     """
     types = _flat_types(schema)
-    columns = ", ".join(schema.names[:20])
+    columns = safe_text(", ".join(schema.names[:20]), 1000)  # names come from the file: echoed in the ledger
     text_type = types.get(cfg.text_field)
     if text_type is None:
         return {}, f"no column {cfg.text_field!r} (columns: {columns}); set ingest.text_field to the text column"
@@ -183,6 +184,153 @@ def _row_group_offset(meta, i: int) -> int:
     return min(starts) if starts else 0
 
 
+# --- Parquet pages: sizes before decompression -----------------------------------------------------------------------
+#
+# A Parquet page is decompressed whole, and a dictionary-encoded value is copied into every row that refers to it:
+# a 14 KB file holding one 400 MB value (zstd) takes 2 GB to read, whatever the batch size. The footer gives only
+# column-chunk totals, but every page starts with a header (Thrift compact protocol) that states the page's
+# uncompressed size; walking them costs one small read per page and decompresses nothing.
+
+PAGE_SLACK = 1 << 20  # a page holds a record's value plus encoding overhead (and small neighbours)
+DICTIONARY_BATCH_BYTES = 64 << 20  # rows per batch are cut so that dictionary values copied per row stay near this
+_HEADER_PROBE = 512
+_MAX_HEADER = 1 << 20  # a page header with statistics larger than this is not parsed (no guard for that chunk)
+
+
+class _Compact:
+    """Just enough of Thrift's compact protocol to read a PageHeader's sizes and skip the rest of it."""
+
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def _byte(self) -> int:
+        value = self.data[self.pos]  # IndexError: the header goes on past the bytes read
+        self.pos += 1
+        return value
+
+    def _varint(self) -> int:
+        result = shift = 0
+        while True:
+            byte = self._byte()
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return result
+            shift += 7
+            if shift > 70:
+                raise ValueError("varint too long")
+
+    def _zigzag(self) -> int:
+        n = self._varint()
+        return (n >> 1) ^ -(n & 1)
+
+    def _skip(self, ttype: int, in_container: bool = False) -> None:
+        if ttype in (1, 2):  # bool: in the field header, or a whole byte inside a list/set/map
+            self.pos += 1 if in_container else 0
+        elif ttype == 3:
+            self.pos += 1
+        elif ttype in (4, 5, 6):
+            self._varint()
+        elif ttype == 7:
+            self.pos += 8
+        elif ttype == 8:
+            length = self._varint()  # read first: `self.pos += self._varint()` would add to the old position
+            self.pos += length
+        elif ttype in (9, 10):
+            head = self._byte()
+            size = head >> 4 if head >> 4 != 15 else self._varint()
+            for _ in range(size):
+                self._skip(head & 0x0F, True)
+        elif ttype == 11:
+            size = self._varint()
+            if size:
+                kinds = self._byte()
+                for _ in range(size):
+                    self._skip(kinds >> 4, True)
+                    self._skip(kinds & 0x0F, True)
+        elif ttype == 12:
+            self.struct()
+        else:
+            raise ValueError(f"unknown Thrift type {ttype}")
+
+    def struct(self) -> dict[int, int]:
+        """Skip one struct; its i32 fields by field id."""
+        fields: dict[int, int] = {}
+        last = 0
+        while True:
+            head = self._byte()
+            if head == 0:
+                return fields
+            ttype, delta = head & 0x0F, head >> 4
+            field_id = last + delta if delta else self._zigzag()
+            last = field_id
+            if ttype == 5:
+                fields[field_id] = self._zigzag()
+            else:
+                self._skip(ttype)
+
+
+def _page_header(fd: int, pos: int) -> tuple[int, int, int, int] | None:
+    """(page type, uncompressed size, compressed size, header length) of the page at `pos`, or None if unreadable."""
+    probe = _HEADER_PROBE
+    while probe <= _MAX_HEADER:
+        data = os.pread(fd, probe, pos)
+        parser = _Compact(data)
+        try:
+            fields = parser.struct()
+        except IndexError:
+            if len(data) < probe:
+                return None  # the file ends inside the header
+            probe *= 8
+            continue
+        except ValueError:
+            return None
+        if not {1, 2, 3} <= fields.keys():
+            return None
+        return fields[1], fields[2], fields[3], parser.pos
+    return None
+
+
+def largest_pages(fd: int, chunk) -> tuple[int, int]:
+    """(largest uncompressed data page, uncompressed dictionary page or 0) of a column chunk, from its page
+    headers; (-1, 0) when they cannot be read (damage the reader itself reports)."""
+    start = chunk.data_page_offset
+    if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+        start = min(start, chunk.dictionary_page_offset)
+    pos, end = start, start + chunk.total_compressed_size
+    largest = dictionary = 0
+    while pos < end:
+        header = _page_header(fd, pos)
+        if header is None or header[2] < 0 or header[1] < 0:
+            return -1, 0
+        page_type, uncompressed, compressed, length = header
+        if page_type == 2:  # DICTIONARY_PAGE
+            dictionary = max(dictionary, uncompressed)
+        else:
+            largest = max(largest, uncompressed)
+        pos += length + compressed
+    return largest, dictionary
+
+
+def _row_group_limits(fd: int, meta, i: int, columns: set[str], cfg: IngestConfig) -> tuple[str, int]:
+    """("" or why row group i must not be decoded, rows per batch) for the columns read."""
+    group = meta.row_group(i)
+    batch_rows = READ_BATCH_ROWS
+    for j in range(group.num_columns):
+        chunk = group.column(j)
+        if chunk.path_in_schema.split(".")[0] not in columns:
+            continue
+        largest, dictionary = largest_pages(fd, chunk)
+        biggest = max(largest, dictionary)
+        if biggest > cfg.max_record_bytes + PAGE_SLACK:
+            return (
+                f"a page of column {safe_text(chunk.path_in_schema, 100)!r} decompresses to {biggest} bytes "
+                f"> max_record_bytes {cfg.max_record_bytes}"
+            ), batch_rows
+        if dictionary:
+            batch_rows = min(batch_rows, max(1, DICTIONARY_BATCH_BYTES // dictionary))
+    return "", batch_rows
+
+
 def _parquet_items(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Iterator[Document | Rejection]:
     path = unit.path
     try:
@@ -215,8 +363,17 @@ def _parquet_items(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Ite
         if unit.end >= 0 and group_start >= unit.end:
             return
         row = group_start
+        with open(path, "rb") as f:
+            too_large, batch_rows = _row_group_limits(f.fileno(), meta, i, set(top_level), cfg)
+        if too_large:  # decoding it would hold that page in memory: its rows are rejected unread
+            last = group_start + rows - 1
+            _report(errors, path, _row_group_offset(meta, i), f"row group {i} (rows {group_start}-{last}) not read: {too_large}", row_group=i)
+            for n in range(group_start, group_start + rows):
+                doc = Document(id=stable_id(path, n), source=path, offset=n)
+                yield Rejection(doc, "ingest", "too_large", f"row group {i} not decoded: {too_large}")
+            continue
         try:
-            for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=[i], columns=top_level):
+            for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[i], columns=top_level):
                 yield from _items(batch, mapping, path, row, cfg)
                 row += batch.num_rows
         except (pa.ArrowException, OSError) as exc:

@@ -21,6 +21,7 @@ from fastwarc.warc import ArchiveIterator, WarcHeader, WarcRecordType
 
 from corpus.config import IngestConfig
 from corpus.document import Document, stable_id
+from corpus.safe import safe_text
 from corpus.sources import InputFormat, Rejection, WorkUnit, register_format
 from corpus.sources.decode import sniff_binary
 
@@ -399,18 +400,19 @@ def _warc_item(path: str, key: int, record, cfg: IngestConfig, errors: list[dict
         fetched_at=_warc_date(record, headers.get(_DATE)),
     )
     if not _is_web_url(doc.url):
-        return Rejection(doc, "ingest", "unsupported_uri_scheme", f"uri={doc.url[:200]}")
+        return Rejection(doc, "ingest", "unsupported_uri_scheme", f"uri={safe_text(doc.url, 200)}")
     length_header = (headers.get(_LENGTH) or "").strip()
     if not length_header.isdigit() or int(length_header) != record.content_length:
         # fastwarc (quirks mode) reads such a record as empty and finds the next header itself.
         _report(errors, path, key, f"invalid WARC Content-Length {length_header[:40]!r}")
         return Rejection(doc, "ingest", "malformed_record", f"WARC Content-Length {length_header[:40]!r}")
+    bad_digest, missing = _verify_block(record, cfg)  # before parse_http: the block digest covers the HTTP headers
     status, http = None, None
     if record.is_http and record.record_type == WarcRecordType.response:
         try:
             record.parse_http(quirks_mode=True)
         except (OSError, ValueError) as exc:
-            return Rejection(doc, "ingest", "malformed_http", f"HTTP headers: {exc}")
+            return Rejection(doc, "ingest", "malformed_http", safe_text(f"HTTP headers: {exc}"))
         http = record.http_headers
         status = http.status_code
         content_type = http.get(_TYPE) or ""
@@ -421,7 +423,7 @@ def _warc_item(path: str, key: int, record, cfg: IngestConfig, errors: list[dict
     if rejection is not None:
         return rejection  # decided from headers: the payload is skipped unread
     content_encoding, chunked = _http_codings(http) if http is not None else ("", False)
-    declared = record.content_length
+    declared = record.content_length + missing  # `missing`: bytes of a truncated block the digest check found absent
     if declared > cfg.max_record_bytes:
         detail = f"payload {declared} bytes > max_record_bytes {cfg.max_record_bytes}"
         return Rejection(doc, "ingest", "too_large", detail)
@@ -436,9 +438,43 @@ def _warc_item(path: str, key: int, record, cfg: IngestConfig, errors: list[dict
     if len(body) < declared:
         _report(errors, path, key, f"record truncated: payload has {len(body)} of {declared} bytes")
         return Rejection(doc, "ingest", "truncated_record", f"payload has {len(body)} of {declared} declared bytes")
+    if bad_digest:
+        # Whole but not what was written: flipped bytes in a plain file, or a Content-Length too small (the record
+        # then ends early and the rest of its bytes are reported as unreadable before the next record).
+        _report(errors, path, key, f"record bytes do not match their WARC-Block-Digest {bad_digest}")
+        return Rejection(doc, "ingest", "digest_mismatch", f"WARC-Block-Digest {bad_digest} does not match the record")
     if chunked:
         body = dechunk(body)
     return _payload_item(doc, body, content_encoding, cfg)
+
+
+# Digest algorithms fastwarc verifies (base32 or hex values); a record labelled otherwise is not checked.
+_DIGEST_ALGORITHMS = frozenset(["sha1", "md5", "sha256", "sha512"])
+_BLOCK_DIGEST = WarcHeader.WARC_BLOCK_DIGEST
+_DIGEST_SLACK = 64 << 10  # HTTP headers are part of the block, not of max_record_bytes
+
+
+def _verify_block(record, cfg: IngestConfig) -> tuple[str, int]:
+    """(the record's WARC-Block-Digest, made printable, when the block's bytes do not match it, else ""; how many
+    bytes of the block the file lacks).
+
+    Records without the header, with an algorithm fastwarc does not know, or too large to be read (they are
+    rejected as too_large anyway) are not checked. The block is read into memory once (consume=False), and the
+    HTTP headers and payload are then read from that copy, whose length fastwarc then reports as the record's:
+    the bytes a truncated block lacks are returned so that truncation is still seen as such.
+    """
+    declared = (record.headers.get(_BLOCK_DIGEST) or "").strip()
+    block_length = record.content_length
+    if not declared or block_length > cfg.max_record_bytes + _DIGEST_SLACK:
+        return "", 0
+    if declared.partition(":")[0].lower() not in _DIGEST_ALGORITHMS:
+        return "", 0
+    try:
+        matches = record.verify_block_digest(consume=False)
+    except (OSError, ValueError):
+        return "", 0  # unreadable: the payload read that follows reports it
+    missing = max(block_length - record.content_length, 0)
+    return ("" if matches or missing else safe_text(declared, 80)), missing
 
 
 def _http_codings(http) -> tuple[str, bool]:
@@ -454,7 +490,7 @@ def _header_rejection(doc: Document, status: int | None, cfg: IngestConfig) -> R
     if status is not None and not 200 <= status < 300:
         return Rejection(doc, "ingest", "http_status", f"status={status}")
     if doc.content_type and doc.content_type not in cfg.content_types:
-        return Rejection(doc, "ingest", "unsupported_content_type", f"content_type={doc.content_type}")
+        return Rejection(doc, "ingest", "unsupported_content_type", f"content_type={safe_text(doc.content_type, 200)}")
     return None
 
 
@@ -464,12 +500,12 @@ def _payload_item(doc: Document, body: bytes, content_encoding: str, cfg: Ingest
         try:
             body = undo_content_encoding(body, content_encoding, cfg.max_record_bytes)
         except PayloadTooLarge as exc:
-            return Rejection(doc, "ingest", "too_large", f"content-encoding {content_encoding}: {exc}")
+            return Rejection(doc, "ingest", "too_large", safe_text(f"content-encoding {content_encoding}: {exc}"))
         except (ValueError, zlib.error) as exc:
-            return Rejection(doc, "ingest", "bad_content_encoding", f"{content_encoding}: {exc}")
+            return Rejection(doc, "ingest", "bad_content_encoding", safe_text(f"{content_encoding}: {exc}"))
     magic = sniff_binary(body[:64])
     if magic:
-        detail = f"starts like {magic}; content_type={doc.content_type or '-'}"
+        detail = f"starts like {magic}; content_type={safe_text(doc.content_type or '-', 200)}"
         return Rejection(doc, "ingest", "binary_payload", detail)
     doc.raw = body
     return doc
@@ -623,7 +659,7 @@ def read_arc_records(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> I
 def _arc_item(path, offset, url, date, length, content, cfg, errors) -> Document | Rejection:
     doc = Document(id=stable_id(path, offset), source=path, offset=offset, url=url, fetched_at=_arc_date(date))
     if not _is_web_url(url):
-        return Rejection(doc, "ingest", "unsupported_uri_scheme", f"uri={url[:200]}")
+        return Rejection(doc, "ingest", "unsupported_uri_scheme", f"uri={safe_text(url, 200)}")
     if content is None:
         return Rejection(doc, "ingest", "too_large", f"record {length} bytes > max_record_bytes {cfg.max_record_bytes}")
     if len(content) < length:

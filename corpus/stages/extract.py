@@ -66,12 +66,19 @@ def plan(ctx: StageContext) -> list[tuple]:
 
     cfg = ctx.cfg
     inputs = input_paths(cfg)
+    not_fetched: list[dict] = []  # lines of URL lists that got no response: rejected at ingest, with the reason
     if url_list_inputs(inputs):
         from corpus.sources.crawl import crawl_url_lists
 
-        inputs = crawl_url_lists(inputs, ctx.run_dir / "crawl", cfg.crawl, log=ctx.log)
+        inputs = crawl_url_lists(inputs, ctx.run_dir / "crawl", cfg.crawl, log=ctx.log, not_fetched=not_fetched)
     units = plan_units(inputs, cfg.ingest)
     unread = unread_inputs(inputs, cfg.ingest.format)
+    if not units and not_fetched:
+        first = not_fetched[0]
+        raise ValueError(
+            f"no page of the URL list could be fetched: {_count_reasons(not_fetched)}; "
+            f"first: {first['url']}: {first['reason']} ({first['detail']})"
+        )
     if not units:
         not_read = f"; not read (no reader for their type): {', '.join(unread[:5])}" if unread else ""
         raise ValueError(f"no readable input file in {', '.join(map(str, inputs))}{not_read}")
@@ -80,6 +87,7 @@ def plan(ctx: StageContext) -> list[tuple]:
     resumed = _resume_interrupted_units(ctx, keys)
     reused = {**_reuse_committed_units(ctx, keys, skip=resumed), **resumed}
     ctx.notes.update(inputs=inputs, unread=unread, keys=keys, reused=reused, resumed=len(resumed))
+    ctx.notes["not_fetched"] = _reject_not_fetched(not_fetched, ctx.rejected / NOT_FETCHED_PART)
     cores = os.cpu_count() or 1
     todo = [i for i in range(len(units)) if i not in reused]
     extract_cfg = cfg.extract.with_overlap_for(min(cfg.runner.workers or cores, max(len(todo), 1)), cores)
@@ -91,6 +99,31 @@ def plan(ctx: StageContext) -> list[tuple]:
 
 def part_name(index: int) -> str:
     return f"part-{index:05d}.arrow"
+
+
+NOT_FETCHED_PART = "url-lists.arrow"  # rejected/extract/: the URL-list lines that got no response
+
+
+def _count_reasons(rows: list[dict]) -> str:
+    from collections import Counter
+
+    return ", ".join(f"{reason} {n}" for reason, n in Counter(r["reason"] for r in rows).most_common())
+
+
+def _reject_not_fetched(rows: list[dict], path: Path) -> LedgerEntry:
+    """URL-list lines without a response as rejected rows (stage ingest, the crawler's reason); their ledger entry."""
+    entry = LedgerEntry("ingest")
+    if not rows:
+        return entry
+    from corpus.document import stable_id
+
+    with BatchedWriter(path, REJECTED_SCHEMA, rejected_table) as writer:
+        for row in rows:
+            doc = Document(id=stable_id(row["source"], row["offset"]), url=row["url"], source=row["source"], offset=row["offset"])
+            writer.add(doc.to_rejected_row("ingest", row["reason"], row["detail"][:500]))
+            entry.in_ += 1
+            entry.drop(row["reason"])
+    return entry
 
 
 def _resume_interrupted_units(ctx: StageContext, keys: list[str]) -> dict[int, list[LedgerEntry]]:
@@ -148,6 +181,7 @@ def finish(ctx: StageContext, results: list) -> StageResult:
     computed = iter(results)
     per_unit = [reused[i] if i in reused else next(computed) for i in range(len(keys))]
     ledger = merge_ledgers(per_unit)
+    ledger[0] = ledger[0].merge(ctx.notes["not_fetched"])  # ingest: the URL-list lines that got no response
     known = " ".join(suffix for suffix, _ in FORMAT_SUFFIXES)
     for path in ctx.notes["unread"]:  # never read, so in no count: said here, not dropped quietly
         ledger[0].errors.append({"path": path, "offset": None, "error": f"no reader for this file type (known: {known}; or set ingest.format)"})

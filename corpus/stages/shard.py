@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,9 +17,9 @@ import pyarrow.compute as pc
 
 from corpus import document
 from corpus.config import ShardConfig
-from corpus.manifest import LedgerEntry
+from corpus.manifest import LedgerEntry, read_manifest
 from corpus.shards import kept_batches, read_table
-from corpus.stage import Stage, StageContext
+from corpus.stage import Stage, StageContext, StageResult, merged_ledger
 from corpus.stages.filter import kept_parts
 
 
@@ -61,6 +62,55 @@ def shard_unit(cfg: ShardConfig, clusters_path: Path, src: Path, keep_mask: Path
     return [entry]
 
 
+def finish(ctx: StageContext, results: list) -> StageResult:
+    """The units' ledgers added up; no document at all stops the run here, before the tokenizer and training, with
+    the cause read from the ledgers above (ValueError, one line)."""
+    result = merged_ledger(ctx, results)
+    if sum(entry.out for entry in result.ledger) == 0:
+        raise ValueError(no_documents_cause(ctx.run_dir))
+    return result
+
+
+def no_documents_cause(run_dir: Path) -> str:
+    """Why no document reached the shards, from the ledgers of extract, filter and dedup: the input damage, or the
+    reasons that dropped everything, at the first stage that kept nothing."""
+
+    def entries(dirname: str) -> dict[str, LedgerEntry]:
+        manifest = read_manifest(run_dir / dirname)
+        return {entry.name: entry for entry in manifest.ledger} if manifest else {}
+
+    def reasons(dropped: Counter) -> str:
+        return ", ".join(f"{reason} {n}" for reason, n in dropped.most_common(5)) + (", ..." if len(dropped) > 5 else "")
+
+    extracted = entries("extracted")
+    ingest, annotate = extracted.get("ingest"), extracted.get("annotate")
+    if annotate is None or annotate.out == 0:
+        errors = [error for entry in extracted.values() for error in entry.errors]
+        dropped = sum((entry.dropped for entry in extracted.values()), Counter())
+        said = []
+        for error in errors[:2]:
+            where = f" at byte {error['offset']}" if error.get("offset") is not None else ""
+            said.append(f"{error.get('path')}{where}: {error.get('error')}")
+        if len(errors) > 2:
+            said.append(f"{len(errors) - 2} more input problems")
+        if dropped:
+            n = ingest.in_ if ingest is not None else sum(dropped.values())
+            said.append(f"all {n} input records were dropped: {reasons(dropped)}")
+        if not said:
+            said.append("the input holds no records")
+        return "no documents: " + "; ".join(said)
+    filtered = entries("filter").get("filter")
+    if filtered is not None and filtered.out == 0:
+        return (
+            f"no documents: all {filtered.in_} documents were dropped by the filters: {reasons(filtered.dropped)} "
+            "(loosen the filter.* settings; filter.enabled=false keeps every extracted document)"
+        )
+    dedup = entries("dedup").get("dedup")
+    if dedup is not None and dedup.out == 0:
+        return f"no documents: all {dedup.in_} documents were dropped as duplicates: {reasons(dedup.dropped)}"
+    return "no documents reached the shards"
+
+
 SHARD = Stage(
     name="shard",
     dirname="documents",
@@ -69,6 +119,7 @@ SHARD = Stage(
     code=("corpus.dedup.apply", "corpus.stages.shard"),
     plan_units=plan,
     run_unit=shard_unit,
+    finish=finish,
     output_schema=lambda: document.DOCUMENT_SCHEMA,
     upstream="dedup",
 )
