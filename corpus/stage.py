@@ -117,6 +117,8 @@ class Stage:
     output_schema: Callable[[], pa.Schema | None] = lambda: None  # read at plan time: registries may extend it
     upstream: str | None = None  # folder of the stage whose output it reads (None: the run's inputs)
     enabled: Callable[[Any], bool] = lambda cfg: True
+    follows_upstream: Callable[[Any], bool] = lambda cfg: True  # False: its output outlives upstream changes
+    reads_also: tuple[str, ...] = ()  # folders of earlier stages it reads besides its upstream (in its fingerprint)
     in_place: bool = False  # writes into its final folder as it goes, so a killed run resumes (training)
     after_commit: Callable[[StageContext], None] | None = None
 
@@ -192,9 +194,10 @@ def plan_stages(
     `last` are off (--to); `force` reruns every selected one.
     """
     last = len(stages) - 1 if last is None else last
-    upstream, planned = inputs_fingerprint, []
+    upstream, planned, by_dirname = inputs_fingerprint, [], {}
     for index, stage in enumerate(stages):
-        fp = stage_fingerprint(stage, cfg, upstream)
+        link = upstream_link(stage, cfg, upstream, by_dirname)
+        fp = stage_fingerprint(stage, cfg, link)
         if not stage.enabled(cfg) or index > last:
             action = "off"
         elif first is not None and index < first:
@@ -203,8 +206,8 @@ def plan_stages(
             action = "run"
         else:
             action = "skip"
-        planned.append(PlannedStage(stage, fp, upstream, action))
-        upstream = fp
+        planned.append(PlannedStage(stage, fp, link, action))
+        by_dirname[stage.dirname] = upstream = fp
     for p in planned:
         if p.action == "skip" and read_manifest(Path(run_dir) / p.stage.dirname) is None:
             raise RuntimeError(
@@ -235,7 +238,8 @@ def run_stage(
     """
     run_dir = Path(run_dir)
     if upstream_fingerprint is None:
-        upstream_fingerprint = _recorded_fingerprint(run_dir, stage.upstream)
+        recorded = {name: _recorded_fingerprint(run_dir, name) for name in stage.reads_also}
+        upstream_fingerprint = upstream_link(stage, cfg, _recorded_fingerprint(run_dir, stage.upstream), recorded)
     fp = stage_fingerprint(stage, cfg, upstream_fingerprint)
     final = run_dir / stage.dirname
     if not force and is_current(final, fp):
@@ -269,6 +273,13 @@ def run_stage(
     if stage.after_commit is not None:
         stage.after_commit(ctx)
     return manifest
+
+
+def upstream_link(stage: Stage, cfg: Any, upstream: str, by_dirname: dict[str, str]) -> str:
+    """What of the stages above enters a stage's fingerprint: its upstream's fingerprint (none when the stage
+    outlives upstream changes, e.g. a kept tokenizer) and those of the other folders it reads."""
+    link = upstream if stage.follows_upstream(cfg) else ""
+    return fingerprint(link, *(by_dirname[name] for name in stage.reads_also)) if stage.reads_also else link
 
 
 def _recorded_fingerprint(run_dir: Path, dirname: str | None) -> str:

@@ -80,7 +80,13 @@ def test_scheduled_reruns_skip_finished_work_and_a_new_warc_is_the_only_file_ext
     cfg = load_config(
         preset="tiny",
         environ={},
-        overrides={"input": [str(inbox)], "output": str(tmp_path / "run"), "runner": {"workers": 2}, "ingest": {"max_records": 0}},
+        overrides={
+            "input": [str(inbox)],
+            "output": str(tmp_path / "run"),
+            "runner": {"workers": 2},
+            "ingest": {"max_records": 0},
+            "tokenizer": {"retrain": False},  # a scheduled run keeps the tokenizer, so token ids stay comparable
+        },
     )
     start = time.time()
     first = run_pipeline(cfg, to_stage="tokens")
@@ -94,8 +100,12 @@ def test_scheduled_reruns_skip_finished_work_and_a_new_warc_is_the_only_file_ext
     assert second["stages"] == first["stages"]
     assert {name: _files(tmp_path / "run" / name) for name in outputs} == outputs  # no shard rewritten
 
+    tokenizer_manifest = (tmp_path / "run" / "tokenizer" / "manifest.json").read_text()
     shutil.copy(crawls / "dolma-wget-2024-sample-0001.warc.gz", inbox)
     third = run_pipeline(cfg, to_stage="tokens")
+    assert (tmp_path / "run" / "tokenizer" / "manifest.json").read_text() == tokenizer_manifest  # kept, not retrained
+    tokens = {s["name"]: s for s in third["stages"]}["tokens"]
+    assert tokens["in"] == {s["name"]: s for s in third["stages"]}["shard"]["out"] > {s["name"]: s for s in first["stages"]}["shard"]["out"]
     extracted = read_manifest(tmp_path / "run" / "extracted")
     first_extracted = {s["name"]: s for s in first["stages"]}
     assert extracted.extra["reused_units"] == extracted.extra["units"] - 1 >= 2

@@ -23,6 +23,12 @@ class TokenizerConfig(Section):
         True,
         description="Sample only documents of the train split, so the val split stays unseen by the tokenizer too.",
     )
+    retrain: bool = Field(
+        True,
+        description="false: keep the run's trained tokenizer when only the documents changed (scheduled incremental "
+        "runs: token ids stay comparable between runs); it is still trained when there is none or its own settings "
+        "or code changed.",
+    )
 
 
 class TokensConfig(Section):

@@ -78,6 +78,7 @@ TOKENIZER = Stage(
     run_unit=tokenizer_unit,
     finish=finish_tokenizer,
     upstream="documents",
+    follows_upstream=lambda cfg: cfg.tokenizer.retrain,
 )
 
 TOKENS = Stage(
@@ -90,4 +91,5 @@ TOKENS = Stage(
     run_unit=tokens_unit,
     finish=finish_tokens,
     upstream="tokenizer",
+    reads_also=("documents",),  # a kept tokenizer still encodes new documents
 )
