@@ -25,6 +25,7 @@ import importlib.util
 import logging
 import multiprocessing
 import re
+import signal
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
@@ -246,6 +247,8 @@ PAGE_EXTRACTORS: dict[str, Callable[[dict], PageExtractor]] = {
 
 def _child_main(conn, backend: str, options: dict) -> None:
     """Child process loop: (html, url) in, ("ok", text, title, date) or ("error", message) out; None stops it."""
+    # The parent ends this child (None, or a kill on timeout); a Ctrl-C sent to the process group is the parent's.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # it logs every discarded page as an error
     logging.getLogger("htmldate").setLevel(logging.CRITICAL)
     try:

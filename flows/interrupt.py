@@ -5,8 +5,9 @@ start), torchrun and its ranks on several GPUs, and the temporary Prefect server
 to every one of them; left to themselves, the workers print their KeyboardInterrupt tracebacks, report it to a
 server that is shutting down, and the flow waits minutes for them.
 
-`RunGuard` keeps that in one hand. While it is entered (in the main thread) SIGINT is blocked, so every thread and
-every process started meanwhile inherits the block and never sees a Ctrl-C: one listener thread takes it, stops
+`RunGuard` keeps that in one hand. While it is entered (in the main thread) SIGINT is blocked, so every thread
+started meanwhile inherits the block, and the worker processes ignore it (`leave_ctrl_c_to_the_parent`; a spawned
+Python does not inherit a signal mask): one listener thread takes it, stops
 the processes the run started except the Prefect server (SIGTERM, SIGKILL after a grace period), and raises
 KeyboardInterrupt in the main thread, so Prefect marks the run crashed while its server is still up, and the server
 is stopped last. A second Ctrl-C ends everything at once. `interrupt` does the same from another thread (the
@@ -26,6 +27,13 @@ import time
 from pathlib import Path
 
 GRACE_SECONDS = 3.0  # between SIGTERM and SIGKILL for the run's processes
+
+
+def leave_ctrl_c_to_the_parent() -> None:
+    """In a worker process the run started: ignore SIGINT. A spawned Python starts with SIGINT unblocked whatever its
+    parent's mask, and a Ctrl-C reaches the whole process group: the parent's guard stops the worker instead, so
+    it neither prints a KeyboardInterrupt traceback nor reports a half-started task."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class ServerDied(RuntimeError):

@@ -257,7 +257,9 @@ def _task_runner(cfg: PipelineConfig):
         return RayTaskRunner(address=cfg.runner.ray_address or None, init_kwargs=init_kwargs)
     from prefect.task_runners import ProcessPoolTaskRunner
 
-    return ProcessPoolTaskRunner(max_workers=cfg.runner.workers or os.cpu_count() or 1)
+    from flows.interrupt import leave_ctrl_c_to_the_parent
+
+    return ProcessPoolTaskRunner(max_workers=cfg.runner.workers or os.cpu_count() or 1, initializer=leave_ctrl_c_to_the_parent)
 
 
 @contextlib.contextmanager
