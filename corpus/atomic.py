@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,8 +48,11 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished folder `src` to `dst`, replacing what was there; `dst` is never missing while both exist."""
+    """Move the finished folder `src` to `dst`, replacing what was there. A kill between the two renames leaves
+    `src` and the old folder under a `.trash-` name; the next replace of `dst` removes that."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in dst.parent.glob(f".trash-{dst.name}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     if dst.exists():
         trash = dst.with_name(f".trash-{dst.name}-{os.getpid()}")
         os.replace(dst, trash)
@@ -56,3 +60,33 @@ def replace_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(src, dst)
+
+
+_LEFTOVER = re.compile(r"\.(tmp|trash)-.+-(\d+)")
+
+
+def remove_leftover_temporaries(folder: Path, recursive: bool = False) -> None:
+    """Remove the temporary files and folders (`.tmp-NAME-PID`, `.trash-NAME-PID`) that writers killed mid-write
+    left in `folder`, those of processes still alive excepted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for path in folder.rglob(".*") if recursive else folder.glob(".*"):
+        match = _LEFTOVER.fullmatch(path.name)
+        if match and not _pid_alive(int(match.group(2))):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True

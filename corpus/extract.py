@@ -22,6 +22,7 @@ benchmark).
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import multiprocessing
 import re
@@ -43,6 +44,9 @@ _START_TAG = re.compile(r"<[A-Za-z]")
 # A fresh child imports trafilatura and lxml (about a second); startup is not charged to the page's timeout.
 CHILD_START_TIMEOUT_S = 120.0
 _CHILD_EXIT_WAIT_S = 2.0
+# A child serves the units of one worker process one after another (starting one costs about half a CPU second:
+# a Python and trafilatura's imports); it is replaced after this many pages so that its memory stays bounded.
+PAGES_PER_CHILD = 5000
 # Backend -> (module that must be importable, pyproject extra that installs it).
 OPTIONAL_BACKENDS = {"resiliparse": ("resiliparse", "resiliparse")}
 # trafilatura truncates metadata fields longer than this (settings.Document.clean_and_trim); we do the same.
@@ -285,9 +289,15 @@ class _InFlight:
     outcome: tuple[str, ...] | None = None
 
 
+# Idle children by backend and options, handed from one Extractor (one work unit) to the next in this process;
+# daemonic, so they end with it.
+_idle_children: dict[str, tuple] = {}
+
+
 class Extractor:
     """`extract(doc)` -> the doc with text/title/date, or a Rejection; `extract_many(docs)` the same for a stream,
-    overlapped with the caller's work. Use as a context manager."""
+    overlapped with the caller's work. Use as a context manager; on close its child waits for the next Extractor
+    of the same options in this process."""
 
     def __init__(self, cfg: ExtractConfig):
         require_backend(cfg.backend)
@@ -297,8 +307,11 @@ class Extractor:
         else:
             self._options = resiliparse_options(cfg)
         self._context = multiprocessing.get_context("spawn")
+        self._key = json.dumps([cfg.backend, self._options], sort_keys=True, default=str)
         self._process = None
         self._conn = None
+        self._pages = 0  # sent to the current child, over all the Extractors it served
+        self._awaited = 0  # pages sent whose result was not read: a child with one cannot serve anyone else
         self.restarts = 0  # children replaced after a timeout or crash
 
     def __enter__(self) -> Extractor:
@@ -310,6 +323,14 @@ class Extractor:
     # --- the child -------------------------------------------------------------------------------------------------
 
     def _start_child(self) -> None:
+        idle = _idle_children.pop(self._key, None)
+        if idle is not None:
+            process, conn, pages = idle
+            if process.is_alive():
+                self._process, self._conn, self._pages = process, conn, pages
+                return
+            conn.close()
+        self._pages = 0
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
             target=_child_main,
@@ -336,6 +357,7 @@ class Extractor:
     def _stop_child(self, *, kill: bool) -> None:
         process, conn = self._process, self._conn
         self._process = self._conn = None
+        self._awaited = 0
         if process is None:
             return
         if not kill:
@@ -350,6 +372,12 @@ class Extractor:
         conn.close()
 
     def close(self) -> None:
+        process = self._process
+        reusable = process is not None and process.is_alive() and not self._awaited and self._pages < PAGES_PER_CHILD
+        if reusable and self._key not in _idle_children:
+            _idle_children[self._key] = (process, self._conn, self._pages)
+            self._process = self._conn = None
+            return
         self._stop_child(kill=False)
 
     def _crashed(self, exc: BaseException) -> tuple[str, str]:
@@ -364,7 +392,9 @@ class Extractor:
         if self._process is None:
             self._start_child()
         try:
+            self._awaited += 1
             self._conn.send((page, doc.url))
+            self._pages += 1
         except OSError as exc:
             return _InFlight(doc, time.monotonic(), self._crashed(exc))
         return _InFlight(doc, time.monotonic())
@@ -381,7 +411,9 @@ class Extractor:
                 self._stop_child(kill=True)
                 self.restarts += 1
                 return ("timeout", f"no result within timeout_s={self.cfg.timeout_s}")
-            return self._conn.recv()
+            outcome = self._conn.recv()
+            self._awaited -= 1
+            return outcome
         except (EOFError, OSError) as exc:
             return self._crashed(exc)
 

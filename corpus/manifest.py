@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from corpus.atomic import replace_dir, write_json_atomic
+from corpus.failpoints import failpoint
 from corpus.shards import count_rows, read_schema, sha256_file
 
 MANIFEST = "manifest.json"
@@ -221,14 +222,36 @@ class StageOutput:
             manifest.schema = str(read_schema(data_files[0]))
         manifest.created_at = time.time()
         manifest.seconds = round(time.time() - self.started, 3)
+        # The manifest first: from here on the output is whole, and a kill before the renames below are done is
+        # finished by the next run (finish_interrupted_commit) instead of redoing the stage.
         write_json_atomic(self.out / MANIFEST, manifest.to_json())
-        if rejected_files:
-            replace_dir(self.rejected, self.rejected_final)
-        elif self.rejected_final.exists():
-            shutil.rmtree(self.rejected_final)
-        replace_dir(self.out, self.final)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        _move_into_place(self.run, self.stage, self.final, manifest)
         return manifest
+
+
+def finish_interrupted_commit(run: Path, stage: str, dirname: str) -> bool:
+    """Finish a commit of `stage` that a kill cut short (its manifest was written in the temporary folder, some
+    renames were not done); True when there was one."""
+    staged = Path(run) / f".tmp-{stage}" / "out"
+    manifest = read_manifest(staged)
+    if manifest is None:
+        return False
+    _move_into_place(Path(run), stage, Path(run) / dirname, manifest)
+    return True
+
+
+def _move_into_place(run: Path, stage: str, final: Path, manifest: Manifest) -> None:
+    """The renames of a commit, each safe to repeat: rejected rows, then the output (its manifest inside it)."""
+    tmp = run / f".tmp-{stage}"
+    rejected_final = run / "rejected" / stage
+    if manifest.rejected:
+        if (tmp / "rejected").exists():  # else moved already, by the commit that was cut short
+            replace_dir(tmp / "rejected", rejected_final)
+    elif rejected_final.exists():  # an earlier commit's rows that this output does not have
+        shutil.rmtree(rejected_final)
+    failpoint(f"{stage}:commit")
+    replace_dir(tmp / "out", final)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def commit_in_place(directory: Path, manifest: Manifest, started: float) -> Manifest:

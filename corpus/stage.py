@@ -31,7 +31,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from corpus.atomic import write_json_atomic, write_text_atomic
+from corpus.atomic import remove_leftover_temporaries, write_json_atomic, write_text_atomic
+from corpus.failpoints import KillAfter, armed
 from corpus.manifest import (
     MANIFEST,
     LedgerEntry,
@@ -39,6 +40,7 @@ from corpus.manifest import (
     StageOutput,
     code_version,
     commit_in_place,
+    finish_interrupted_commit,
     fingerprint,
     is_current,
     merge_ledgers,
@@ -191,11 +193,13 @@ def plan_stages(
     """Which stages run: the fingerprints chain from the inputs down, so a stale stage makes all below it stale.
 
     Stages from index `first` on run whatever their state (--from), those before it must be finished; stages after
-    `last` are off (--to); `force` reruns every selected one.
+    `last` are off (--to); `force` reruns every selected one. A commit that a kill cut short is finished first:
+    its stage's output was whole, and counts as done.
     """
     last = len(stages) - 1 if last is None else last
     upstream, planned, by_dirname = inputs_fingerprint, [], {}
     for index, stage in enumerate(stages):
+        finish_interrupted_commit(Path(run_dir), stage.name, stage.dirname)
         link = upstream_link(stage, cfg, upstream, by_dirname)
         fp = stage_fingerprint(stage, cfg, link)
         if not stage.enabled(cfg) or index > last:
@@ -242,9 +246,14 @@ def run_stage(
         upstream_fingerprint = upstream_link(stage, cfg, _recorded_fingerprint(run_dir, stage.upstream), recorded)
     fp = stage_fingerprint(stage, cfg, upstream_fingerprint)
     final = run_dir / stage.dirname
+    # A run killed in the middle of this stage's commit: the output was whole (its manifest is written first), so
+    # the commit is finished now as it would have been, before deciding whether the stage is current.
+    finish_interrupted_commit(run_dir, stage.name, stage.dirname)
     if not force and is_current(final, fp):
         return read_manifest(final)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (run_dir, run_dir / "rejected"):  # what writers killed mid-write left next to their targets
+        remove_leftover_temporaries(folder)
     if stage.in_place:
         prepare_in_place(final, fp, fresh=read_manifest(final) is not None)  # a finished run redone: from scratch
         output, out_dir, rejected_dir, work_dir = None, final, final, final
@@ -252,7 +261,10 @@ def run_stage(
         output = StageOutput(run_dir, stage.name, stage.dirname, fp)
         out_dir, rejected_dir, work_dir = output.out, output.rejected, output.work
     ctx = StageContext(cfg, run_dir, out_dir, rejected_dir, work_dir, map, log)
-    results = map(stage.name, stage.run_unit, stage.plan_units(ctx))
+    unit = stage.run_unit
+    if armed(f"{stage.name}:unit"):
+        unit = KillAfter(unit, f"{stage.name}:unit")
+    results = map(stage.name, unit, stage.plan_units(ctx))
     result = stage.finish(ctx, results)
     unbalanced = [e.name for e in result.ledger if not e.balanced()]
     if unbalanced:
@@ -303,6 +315,7 @@ def prepare_in_place(directory: Path, fp: str, fresh: bool) -> None:
     if directory.exists() and (fresh or stale):
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    remove_leftover_temporaries(directory, recursive=True)  # e.g. a checkpoint that a kill cut short
     (directory / MANIFEST).unlink(missing_ok=True)
     write_text_atomic(marker, fp)
 

@@ -19,8 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: the Prefect limit alone
+    fcntl = None
 
 from corpus import stage as corpus_stage
 from corpus.atomic import write_text_atomic
@@ -90,9 +96,11 @@ def prefect_api() -> Iterator[None]:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
+    global _temporary_server
     server = SubprocessASGIServer()
     server.start(timeout=120)
     os.environ["PREFECT_API_URL"] = server.api_url
+    _temporary_server = True
     guard = active_guard()
     if guard is not None and server.server_process is not None:
         guard.keep.add(server.server_process.pid)  # stopped below, after the run reported its end to it
@@ -111,6 +119,7 @@ def prefect_api() -> Iterator[None]:
                 APILogWorker.drain_all(timeout=5, at_exit=False)
                 EventsWorker.drain_all(timeout=5, at_exit=False)
         server.stop()
+        _temporary_server = False
         os.environ.pop("PREFECT_API_URL", None)
 
 
@@ -262,10 +271,23 @@ def _task_runner(cfg: PipelineConfig):
     return ProcessPoolTaskRunner(max_workers=cfg.runner.workers or os.cpu_count() or 1, initializer=leave_ctrl_c_to_the_parent)
 
 
+_temporary_server = False  # the run's Prefect API is a server prefect_api() started for it
+
+
 @contextlib.contextmanager
 def _gpu_slot() -> Iterator[None]:
-    """One training stage at a time per Prefect server (slots of the GPU_LIMIT global limit; 1 unless the user
-    set it otherwise, e.g. `prefect gcl update corpusforge-gpu --limit 2`)."""
+    """One training stage at a time per Prefect server: a slot of the GPU_LIMIT global limit (1 unless the user set
+    it otherwise, e.g. `prefect gcl update corpusforge-gpu --limit 2`), held under a lease (Prefect's default, 300 s,
+    renewed while held) that a server running its services takes back once a killed holder stops renewing it.
+
+    A run on a temporary server takes a file lock in PREFECT_HOME instead (one training per machine and Prefect
+    home): that server keeps leases in its memory and revokes none, while the slot count lives on in the database
+    under PREFECT_HOME, so a run killed while training would hold the slot for every later run; the kernel releases
+    a dead process's lock."""
+    if _temporary_server and fcntl is not None:
+        with _machine_gpu_lock():
+            yield
+        return
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectNotFound
@@ -280,6 +302,27 @@ def _gpu_slot() -> Iterator[None]:
                 client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=GPU_LIMIT, limit=1))
     with concurrency(GPU_LIMIT, occupy=1, strict=True):
         yield
+
+
+@contextlib.contextmanager
+def _machine_gpu_lock() -> Iterator[None]:
+    path = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")) / f"{GPU_LIMIT}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            progress(f"waiting for the training slot ({path}) held by {lock.read().strip() or 'another run'}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def is_transient(task, task_run, state) -> bool:

@@ -245,6 +245,26 @@ def test_a_killed_child_is_a_crash_rejection_and_is_replaced(sample_docs):
         assert ex.restarts == 1
 
 
+def test_the_next_work_unit_gets_the_same_child_unless_it_owes_a_result_or_served_enough(sample_docs, monkeypatch):
+    doc = sample_docs["https://doc.rust-lang.org/std/iter/index.html"]
+    with Extractor(ExtractConfig()) as first:
+        assert isinstance(first.extract(fresh(doc)), Document)
+        child, served = first._process, first._pages
+    with Extractor(ExtractConfig()) as second:  # the next unit of this worker: no new Python, no new imports
+        assert isinstance(second.extract(fresh(doc)), Document)
+        assert second._process is child and second._pages == served + 1
+        second._send(fresh(doc), "<html><body><p>a page whose result nobody reads</p></body></html>")
+    assert second._key not in extract_module._idle_children and not child.is_alive()  # it owed a result: stopped, not passed on
+    with Extractor(ExtractConfig(fast=True)) as other:  # other options: another child
+        assert isinstance(other.extract(fresh(doc)), Document)
+        assert other._process is not child
+    monkeypatch.setattr(extract_module, "PAGES_PER_CHILD", 1)
+    with Extractor(ExtractConfig()) as third:
+        assert isinstance(third.extract(fresh(doc)), Document)
+        worn = third._process
+    assert not worn.is_alive()  # served its share: replaced, so that its memory stays bounded
+
+
 class FakeConn:
     def __init__(self, messages):
         self.messages, self.sent = list(messages), []

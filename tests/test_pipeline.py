@@ -186,47 +186,6 @@ def test_one_folder_of_warc_jsonl_parquet_and_html_runs_in_one_go(shared_data, t
     assert [e["path"] for e in ledger["errors"]] == [str(inputs / "notes.docx")]
 
 
-def test_a_run_killed_mid_stage_resumes_without_losing_or_repeating_a_document(tiny_run, tmp_path):
-    """SIGKILL to the whole process group (CLI, Prefect server, workers) once the extract stage has written part
-    of its output; the same command again must give exactly the documents and rejections of an unbroken run."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    _, unbroken, _, _ = tiny_run
-    run = tmp_path / "run"
-    command = [sys.executable, "-m", "flows.cli", "run", "--preset", "tiny", "--output", str(run), "--to", "shard", "--set", "runner.workers=2"]
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-    first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not list((run / ".tmp-extract" / "work").glob("*.json")) and first.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert first.poll() is None, "the run ended before it could be killed mid-stage"
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    assert not (run / "extracted" / "manifest.json").exists()  # nothing half-written was committed
-
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert not list(run.glob(".tmp-*"))
-
-    def ids(root: Path, folder: str) -> list[str]:
-        return sorted(i for p in sorted((root / folder).rglob("*.arrow")) for i in read_table(p).column("id").to_pylist())
-
-    assert ids(run, "documents") == ids(unbroken, "documents")
-    assert ids(run, "rejected") == ids(unbroken, "rejected")
-    documents = ids(run, "documents")
-    assert len(documents) == len(set(documents)) > 0
-    extracted = read_manifest(run / "extracted").extra
-    assert 1 <= extracted["resumed_units"] < extracted["units"]  # finished units were kept, the others redone
-
-    def checksums(root: Path) -> dict:
-        return {str(p.relative_to(root)): sha256_file(p) for p in sorted((root / "documents").glob("*.arrow"))}
-
-    assert checksums(run) == checksums(unbroken)
-
-
 def test_a_speed_only_setting_does_not_make_finished_stages_stale(tiny_run):
     cfg, _, _, _ = tiny_run
     no_overlap = cfg.model_copy(update={"extract": cfg.extract.model_copy(update={"overlap": False})})

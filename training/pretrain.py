@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from corpus.atomic import write_json_atomic
+from corpus.failpoints import failpoint
 from training import checkpoint as ckpt
 from training.config import PretrainConfig
 from training.data import (
@@ -223,6 +224,8 @@ def pretrain(
                     }
                     path = ckpt.save_checkpoint(out_dir, model, optimizer, state)
                     log(f"step {step}/{cfg.max_steps} | checkpoint {path}")
+                    if step < cfg.max_steps:
+                        failpoint("pretrain:checkpoint")
                 _barrier(world)  # no rank runs ahead of a checkpoint being written
                 clock.restart()
             if step == cfg.max_steps:
@@ -252,14 +255,16 @@ def pretrain(
             clock.add(tokens_per_step)
 
             # 5. log (reading the loss waits for the device, so only every log_every steps)
-            if step == start or step % cfg.log_every == 0 or step == cfg.max_steps - 1:
+            regular = step % cfg.log_every == 0 or step == cfg.max_steps - 1
+            if step == start or regular:  # the first step of a resumed session too, on the terminal only
                 if world > 1:  # the mean over ranks: the loss of the global batch
                     torch.distributed.all_reduce(loss_total)
                     loss_total /= world
                 train_loss = loss_total.item() / cfg.grad_accum
                 rate = clock.lap(discard=step == start)  # the first step of a session warms up (and compiles)
                 step_mfu = mfu(rate, flops_token, peak) if rate else None
-                record({"kind": "train", "step": step, "loss": train_loss, "lr": lr, "tokens_per_second": rate, "mfu": step_mfu})
+                if regular:  # the loss history of a resumed run is the one of an unbroken run
+                    record({"kind": "train", "step": step, "loss": train_loss, "lr": lr, "tokens_per_second": rate, "mfu": step_mfu})
                 log(
                     f"step {step}/{cfg.max_steps} | loss {train_loss:.4f} | lr {lr:.2e}"
                     + (f" | {rate:,.0f} tok/s" if rate else "")

@@ -20,7 +20,7 @@ def plan(ctx: StageContext) -> list[tuple]:
     from corpus.dedup import keys_unit
 
     keys_dir = ctx.out / "keys"
-    keys_dir.mkdir()
+    keys_dir.mkdir(exist_ok=True)  # a killed attempt of the same fingerprint may have made it
     parts = kept_parts(ctx)
     ctx.notes["parts"] = parts
     ctx.notes["key_files"] = [keys_dir / part.name for part, _ in parts]
