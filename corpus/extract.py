@@ -21,6 +21,7 @@ benchmark).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -29,6 +30,7 @@ import re
 import signal
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +49,7 @@ _CHILD_EXIT_WAIT_S = 2.0
 # A child serves the units of one worker process one after another (starting one costs about half a CPU second:
 # a Python and trafilatura's imports); it is replaced after this many pages so that its memory stays bounded.
 PAGES_PER_CHILD = 5000
+MEMO_MAX_CHARS = 8_000_000  # main texts a child keeps to serve repeated payloads (PageMemo): about 8-32 MB
 # Backend -> (module that must be importable, pyproject extra that installs it).
 OPTIONAL_BACKENDS = {"resiliparse": ("resiliparse", "resiliparse")}
 # trafilatura truncates metadata fields longer than this (settings.Document.clean_and_trim); we do the same.
@@ -209,20 +212,53 @@ def title_and_date(tree, url: str, date_params: dict | None) -> tuple[str, str]:
     return title, date
 
 
+class PageMemo:
+    """The main text of pages seen lately, by the page's SHA-1: a payload served again (a mirror, a URL with other
+    query parameters, a crawl that fetched it twice) is not extracted again. Bounded by characters held."""
+
+    def __init__(self, max_chars: int = MEMO_MAX_CHARS):
+        self.max_chars = max_chars
+        self.chars = 0
+        self.texts: OrderedDict[bytes, str] = OrderedDict()
+        self.hits = 0
+
+    def get_or_compute(self, html: str, compute: Callable[[], str]) -> str:
+        key = hashlib.sha1(html.encode("utf-8", "surrogatepass")).digest()
+        text = self.texts.get(key)
+        if text is not None:
+            self.texts.move_to_end(key)
+            self.hits += 1
+            return text
+        text = compute()
+        if len(text) <= self.max_chars:
+            self.texts[key] = text
+            self.chars += len(text)
+            while self.chars > self.max_chars:
+                _, dropped = self.texts.popitem(last=False)
+                self.chars -= len(dropped)
+        return text
+
+
 def trafilatura_extractor(options: dict) -> PageExtractor:
     import trafilatura
     from trafilatura.utils import load_html
 
     text_options = {k: v for k, v in options["text"].items() if k != "with_metadata"}
     date_params = options["date"]
+    seen = PageMemo()
 
-    def extract(html: str, url: str) -> tuple[str, str, str]:
+    def main_text(html: str, url: str) -> str:
+        # Without metadata, bare_extraction's text does not depend on the URL: the page alone decides it.
         result = trafilatura.bare_extraction(html, url=url or None, output_format="python", **text_options)
         if result is None:
-            return "", "", ""
+            return ""
         text = result.text or ""
         if text_options["include_comments"] and result.comments:
             text = f"{text}\n{result.comments}"  # what trafilatura.extract returns for txt output
+        return text
+
+    def extract(html: str, url: str) -> tuple[str, str, str]:
+        text = seen.get_or_compute(html, lambda: main_text(html, url))
         if not text.strip():
             return "", "", ""
         # A fresh parse (about 1 ms) instead of a tree shared with the text extraction, which prunes it in place.

@@ -25,14 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # the middle of its own; `STAGE:commit` between the renames of a commit.
 CRASH_POINTS = [
     "extract:unit",
-    "extract:commit",
     "filter:unit",
     "dedup:unit",
     "shard:unit",
     "shard:commit",
     "tokenizer:unit",
     "tokens:unit",
-    "tokens:commit",
     "pretrain:checkpoint",
     "pretrain:unit",  # the tiny preset does not fine-tune
 ]

@@ -501,3 +501,24 @@ def test_resiliparse_stuck_on_deep_nesting_is_a_timeout_and_the_child_is_replace
         result = ex.extract(page((shared_data / "malformed" / "h08_nested_div_100k.html").read_bytes()))
         assert (result.reason, ex.restarts) == ("extraction_timeout", 1)
         assert ex.extract(page(LITERAL_PAGE)).title == "Caf\u00e9 & cr\u00e8me"  # a fresh child answers the next page
+
+
+def test_a_payload_seen_again_is_not_extracted_again_and_gives_the_same_text(sample_docs):
+    from corpus.extract import PageMemo
+
+    doc = sample_docs["https://doc.rust-lang.org/std/iter/index.html"]
+    with Extractor(ExtractConfig()) as ex:
+        first = ex.extract(fresh(doc))
+        copy = fresh(doc)
+        copy.url = "https://mirror.example.net/std/iter/index.html?copy=2"
+        again = ex.extract(copy)
+    assert isinstance(first, Document) and isinstance(again, Document)
+    assert (again.text, again.title) == (first.text, first.title)
+
+    memo, calls = PageMemo(max_chars=10), []
+    compute = lambda text: lambda: calls.append(text) or text  # noqa: E731
+    assert memo.get_or_compute("<p>a</p>", compute("aaaa")) == "aaaa"
+    assert memo.get_or_compute("<p>a</p>", compute("other")) == "aaaa" and calls == ["aaaa"]  # served, not computed
+    memo.get_or_compute("<p>b</p>", compute("bbbbbbb"))  # 11 characters held > 10: the oldest goes
+    assert memo.get_or_compute("<p>a</p>", compute("aaaa")) == "aaaa" and calls == ["aaaa", "bbbbbbb", "aaaa"]
+    assert memo.chars <= 10
