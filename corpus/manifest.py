@@ -196,7 +196,6 @@ class StageOutput:
         self.stage = stage
         self.final = self.run / dirname
         self.tmp = self.run / f".tmp-{stage}"
-        self.rejected_final = self.run / "rejected" / stage
         marker = self.tmp / ".fingerprint"
         resumable = fingerprint is not None and marker.is_file() and marker.read_text() == fingerprint
         if self.tmp.exists() and not resumable:
