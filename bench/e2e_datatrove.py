@@ -80,6 +80,7 @@ SAME_STEPS = [
     "extract.date_search=off",
     "extract.favor=precision",
     "filter.languages=[en]",
+    "annotate.languages=[en]",
     "filter.min_lang_score=0.65",
     "filter.gopher_repetition=false",
     "filter.c4=false",

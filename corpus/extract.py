@@ -37,6 +37,7 @@ from datetime import datetime
 
 from corpus.config import ExtractConfig
 from corpus.document import REJECTED_TEXT_PREFIX, Document
+from corpus.repeats import RepeatMemo
 from corpus.safe import safe_text
 from corpus.sources import Rejection
 from corpus.sources.decode import decode_html, sniff_binary
@@ -55,7 +56,8 @@ OPTIONAL_BACKENDS = {"resiliparse": ("resiliparse", "resiliparse")}
 # trafilatura truncates metadata fields longer than this (settings.Document.clean_and_trim); we do the same.
 _MAX_TITLE_CHARS = 10_000
 
-PageExtractor = Callable[[str, str], tuple[str, str, str]]  # (html, url) -> (text, title, date)
+# (html, url, with_text) -> (text, title, date); the text is "" when not asked for (a payload whose text is known).
+PageExtractor = Callable[[str, str, bool], tuple[str, str, str]]
 
 
 def count_start_tags(html: str) -> int:
@@ -257,9 +259,9 @@ def trafilatura_extractor(options: dict) -> PageExtractor:
             text = f"{text}\n{result.comments}"  # what trafilatura.extract returns for txt output
         return text
 
-    def extract(html: str, url: str) -> tuple[str, str, str]:
-        text = seen.get_or_compute(html, lambda: main_text(html, url))
-        if not text.strip():
+    def extract(html: str, url: str, with_text: bool) -> tuple[str, str, str]:
+        text = seen.get_or_compute(html, lambda: main_text(html, url)) if with_text else ""
+        if with_text and not text.strip():
             return "", "", ""
         # A fresh parse (about 1 ms) instead of a tree shared with the text extraction, which prunes it in place.
         title, date = title_and_date(load_html(html), url, date_params)
@@ -272,7 +274,7 @@ def resiliparse_extractor(options: dict) -> PageExtractor:
     from resiliparse.extract.html2text import extract_plain_text
     from resiliparse.parse.html import HTMLTree
 
-    def extract(html: str, url: str) -> tuple[str, str, str]:
+    def extract(html: str, url: str, with_text: bool) -> tuple[str, str, str]:
         tree = HTMLTree.parse(html)
         return extract_plain_text(tree, **options), (tree.title or "").strip(), ""
 
@@ -286,7 +288,8 @@ PAGE_EXTRACTORS: dict[str, Callable[[dict], PageExtractor]] = {
 
 
 def _child_main(conn, backend: str, options: dict) -> None:
-    """Child process loop: (html, url) in, ("ok", text, title, date) or ("error", message) out; None stops it."""
+    """Child process loop: (html, url, with_text) in, ("ok", text, title, date) or ("error", message) out; None
+    stops it."""
     # The parent ends this child (None, or a kill on timeout); a Ctrl-C sent to the process group is the parent's.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # it logs every discarded page as an error
@@ -304,9 +307,9 @@ def _child_main(conn, backend: str, options: dict) -> None:
             return
         if message is None:
             return
-        html, url = message
+        html, url, with_text = message
         try:
-            text, title, date = extract_page(html, url)
+            text, title, date = extract_page(html, url, with_text)
             # NFC, as trafilatura.extract returns it: composed and decomposed accents must not differ downstream.
             conn.send(("ok", unicodedata.normalize("NFC", text), unicodedata.normalize("NFC", title), date))
         except Exception as exc:  # noqa: BLE001 - any library error is the page's rejection, not ours
@@ -317,12 +320,21 @@ def _child_main(conn, backend: str, options: dict) -> None:
 
 
 @dataclass
+class _Page:
+    """A decoded page for the child, with the text and title already known when its payload was seen before."""
+
+    html: str
+    known: tuple[str, str] | None = None
+
+
+@dataclass
 class _InFlight:
     """A page handed to the child: its document, when it was sent, and the outcome if sending already failed."""
 
     doc: Document
     sent_at: float
     outcome: tuple[str, ...] | None = None
+    known: tuple[str, str] | None = None  # text and title of a repeated payload: the child gives the date only
 
 
 # Idle children by backend and options, handed from one Extractor (one work unit) to the next in this process;
@@ -335,12 +347,15 @@ class Extractor:
     overlapped with the caller's work. Use as a context manager; on close its child waits for the next Extractor
     of the same options in this process."""
 
-    def __init__(self, cfg: ExtractConfig):
+    def __init__(self, cfg: ExtractConfig, repeats: RepeatMemo | None = None):
         require_backend(cfg.backend)
         self.cfg = cfg
+        self.repeats = repeats
         if cfg.backend == "trafilatura":
             self._options = {"text": trafilatura_options(cfg), "date": date_options(cfg)}
+            self._wants_date = self._options["date"] is not None
         else:
+            self._wants_date = False
             self._options = resiliparse_options(cfg)
         self._context = multiprocessing.get_context("spawn")
         self._key = json.dumps([cfg.backend, self._options], sort_keys=True, default=str)
@@ -424,16 +439,16 @@ class Extractor:
         self.restarts += 1
         return ("crashed", f"child exited with code {exitcode} ({type(exc).__name__})")
 
-    def _send(self, doc: Document, page: str) -> _InFlight:
+    def _send(self, doc: Document, page: _Page) -> _InFlight:
         if self._process is None:
             self._start_child()
         try:
             self._awaited += 1
-            self._conn.send((page, doc.url))
+            self._conn.send((page.html, doc.url, page.known is None))
             self._pages += 1
         except OSError as exc:
-            return _InFlight(doc, time.monotonic(), self._crashed(exc))
-        return _InFlight(doc, time.monotonic())
+            return _InFlight(doc, time.monotonic(), self._crashed(exc), page.known)
+        return _InFlight(doc, time.monotonic(), known=page.known)
 
     def _receive(self, job: _InFlight) -> tuple[str, ...]:
         """("ok", text, title, date) | ("error", msg) | ("timeout", msg) | ("crashed", msg) for the page in flight.
@@ -457,15 +472,21 @@ class Extractor:
         status, *values = self._receive(job)
         if status == "ok":
             text, title, date = values
+            if job.known is not None:
+                text, title = job.known
             return self._finish(job.doc, text.strip(), title, date)
         reason = {"timeout": "extraction_timeout", "crashed": "extraction_crashed"}.get(status, "extraction_error")
         return self._reject(job.doc, reason, safe_text(values[0]))  # a library's message may quote the page
 
     # --- documents -------------------------------------------------------------------------------------------------
 
-    def _prepare(self, doc: Document) -> str | Document | Rejection:
-        """The decoded page to send to the child, or the final result when the parent's checks settle it."""
+    def _prepare(self, doc: Document) -> _Page | Document | Rejection:
+        """The decoded page to send to the child, or the final result when the parent's checks or the repeated
+        payloads settle it."""
         cfg = self.cfg
+        known = self.repeats.extracted(doc) if self.repeats is not None else None
+        if known is not None and not self._wants_date:
+            return self._finish(doc, *known, "")
         raw = doc.raw or b""
         if len(raw) > cfg.max_html_bytes:
             return self._reject(doc, "html_too_large", f"{len(raw)} bytes > max_html_bytes {cfg.max_html_bytes}")
@@ -481,11 +502,11 @@ class Extractor:
             n_tags = count_start_tags(page)
             if n_tags > cfg.max_elements:
                 return self._reject(doc, "too_many_elements", f"{n_tags} start tags > max_elements {cfg.max_elements}")
-        return strip_doctype_subset(page)
+        return _Page(strip_doctype_subset(page), known)
 
     def extract(self, doc: Document) -> Document | Rejection:
         page = self._prepare(doc)
-        if not isinstance(page, str):
+        if not isinstance(page, _Page):
             return page
         return self._collect(self._send(doc, page))
 
@@ -501,7 +522,7 @@ class Extractor:
         try:
             for doc in docs:
                 page = self._prepare(doc)
-                if not isinstance(page, str):
+                if not isinstance(page, _Page):
                     if in_flight is None:
                         yield page
                     else:

@@ -253,7 +253,7 @@ def test_the_next_work_unit_gets_the_same_child_unless_it_owes_a_result_or_serve
     with Extractor(ExtractConfig()) as second:  # the next unit of this worker: no new Python, no new imports
         assert isinstance(second.extract(fresh(doc)), Document)
         assert second._process is child and second._pages == served + 1
-        second._send(fresh(doc), "<html><body><p>a page whose result nobody reads</p></body></html>")
+        second._send(fresh(doc), extract_module._Page("<html><body><p>a page whose result nobody reads</p></body></html>"))
     assert second._key not in extract_module._idle_children and not child.is_alive()  # it owed a result: stopped, not passed on
     with Extractor(ExtractConfig(fast=True)) as other:  # other options: another child
         assert isinstance(other.extract(fresh(doc)), Document)
@@ -283,7 +283,7 @@ def test_a_trafilatura_exception_is_reported_not_raised(monkeypatch):
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(trafilatura, "bare_extraction", boom)
-    conn = FakeConn([("<p>x</p>", "https://example.org/"), None])
+    conn = FakeConn([("<p>x</p>", "https://example.org/", True), None])
     _child_main(conn, "trafilatura", {"text": {"include_comments": False}, "date": None})
     assert conn.sent == [("ready",), ("error", "RecursionError: maximum recursion depth exceeded")]
 

@@ -96,6 +96,8 @@ class Annotator:
     def annotate(self, doc: Document) -> Document:
         redaction = redact_pii(doc, self.cfg) if self.cfg.pii else None
         doc.lang, doc.lang_score = identify_language(doc.text[: self.cfg.lang_chars])
+        if self.cfg.languages and doc.lang not in self.cfg.languages:
+            return doc
         tokenizer = self.tokenizer(doc.lang)
         view = tokenize(tokenizer, doc.text)
         if redaction is not None:

@@ -20,6 +20,7 @@ from corpus.atomic import atomic_path, write_json_atomic
 from corpus.config import AnnotateConfig, ExtractConfig, IngestConfig
 from corpus.document import DOCUMENT_SCHEMA, REJECTED_SCHEMA, Document, documents_to_table, rejected_table
 from corpus.manifest import LedgerEntry, fingerprint, merge_ledgers, read_manifest
+from corpus.repeats import RepeatMemo
 from corpus.shards import BatchedWriter
 from corpus.stage import Stage, StageContext, StageResult
 
@@ -211,7 +212,7 @@ def extract_part(
     """`extract_unit` whose two files appear whole under their names, then a record of the finished unit (its key and
     ledger): a run killed after this returns resumes without redoing it."""
     with atomic_path(out_path) as out_tmp, atomic_path(rejected_path) as rejected_tmp:
-        ledger = extract_unit(unit, ingest, extract, annotate, out_tmp, rejected_tmp)
+        ledger = extract_unit(unit, ingest, extract, annotate, out_tmp, rejected_tmp, RepeatMemo(work / "repeats"))
     record = {"key": key, "part": out_path.name, "ledger": [e.to_json() for e in ledger]}
     write_json_atomic(work / f"{out_path.stem}.json", record)
     return ledger
@@ -224,9 +225,11 @@ def extract_unit(
     annotate: AnnotateConfig,
     out_path: Path,
     rejected_path: Path,
+    repeats: RepeatMemo | None = None,
 ) -> list[LedgerEntry]:
     """Read, extract and annotate one unit into `out_path`, its rejected records into `rejected_path`; returns the
-    ledger entries of ingest, extract and annotate for this unit."""
+    ledger entries of ingest, extract and annotate for this unit. With `repeats`, a payload seen before in the
+    stage attempt takes the fields its first copy got (corpus.repeats)."""
     from corpus.annotate import Annotator
     from corpus.extract import Extractor
     from corpus.sources import Rejection, read_unit
@@ -237,7 +240,7 @@ def extract_unit(
     with (
         BatchedWriter(out_path, DOCUMENT_SCHEMA, documents_to_table) as kept,
         BatchedWriter(rejected_path, REJECTED_SCHEMA, rejected_table) as rejected,
-        Extractor(extract) as extractor,
+        Extractor(extract, repeats) as extractor,
     ):
         records = read_unit(unit, ingest, ledger["ingest"].errors)
 
@@ -267,17 +270,30 @@ def extract_unit(
             if result is None:
                 break
             if isinstance(result, Rejection):
+                if repeats is not None:
+                    repeats.forget(result.doc)
                 _reject(ledger, rejected, result.doc, result.stage, result.reason, result.detail, annotate)
                 continue
             ledger["extract"].out += 1
             ledger["annotate"].in_ += 1
             t0 = time.perf_counter()
-            try:
-                doc = annotator.annotate(result)
-            except Exception as exc:  # one bad document must not lose the unit
-                timers["annotate"] += time.perf_counter() - t0
-                _reject(ledger, rejected, result, "annotate", "annotate_error", f"{type(exc).__name__}: {exc}", annotate)
-                continue
+            known = repeats.annotated(result) if repeats is not None else None
+            if known is not None:
+                for name, value in known.items():
+                    setattr(result, name, value)
+                doc = result
+            else:
+                extracted_text, extracted_title = result.text, result.title
+                try:
+                    doc = annotator.annotate(result)
+                except Exception as exc:  # one bad document must not lose the unit
+                    timers["annotate"] += time.perf_counter() - t0
+                    if repeats is not None:
+                        repeats.forget(result)
+                    _reject(ledger, rejected, result, "annotate", "annotate_error", f"{type(exc).__name__}: {exc}", annotate)
+                    continue
+                if repeats is not None:
+                    repeats.remember(doc, extracted_text, extracted_title)
             timers["annotate"] += time.perf_counter() - t0
             ledger["annotate"].out += 1
             kept.add(doc)
