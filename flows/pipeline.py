@@ -1,5 +1,5 @@
 """The pipeline flow: the stages of corpus/, tokenizer/ and training/ in order, each run by `corpus.stage.run_stage`
-with a map that submits one Prefect task per work unit to the task runner (process pool or Ray).
+with a map that submits the work units, in batches, as Prefect tasks to the task runner (process pool or Ray).
 
 Stages, their folders and the ledger stages they report (DESIGN.md section 3):
     extract   -> extracted/   ingest, extract, annotate (fused per unit: each page is parsed once)
@@ -18,6 +18,7 @@ stage; this module only composes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -94,10 +95,8 @@ def prefect_api() -> Iterator[None]:
     if os.environ.get("PREFECT_API_URL"):
         yield
         return
-    from prefect.server.api.server import SubprocessASGIServer
-
     global _temporary_server
-    server = SubprocessASGIServer()
+    server = TemporaryServer()
     server.start(timeout=120)
     os.environ["PREFECT_API_URL"] = server.api_url
     _temporary_server = True
@@ -106,8 +105,17 @@ def prefect_api() -> Iterator[None]:
         guard.keep.add(server.server_process.pid)  # stopped below, after the run reported its end to it
     stop_watching = threading.Event()
     watch_server(server, stop_watching)
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    # This process read its Prefect settings from the environment when it imported prefect: read them again, so
+    # that every thread (Prefect's log and event workers too) talks to this server instead of starting one.
+    refresh_global_settings_context()
+    # No flow heartbeats: they serve a server that watches for crashed runs, and this one ends with the run; each
+    # flow would wait up to a second for its heartbeat thread at its end.
     try:
-        yield
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
     finally:
         stop_watching.set()
         if server.server_process is not None and server.server_process.poll() is None:
@@ -121,6 +129,84 @@ def prefect_api() -> Iterator[None]:
         server.stop()
         _temporary_server = False
         os.environ.pop("PREFECT_API_URL", None)
+        refresh_global_settings_context()
+
+
+class TemporaryServer:
+    """A Prefect server in a child process for the length of one run: what prefect's SubprocessASGIServer does,
+    without importing the server's modules (FastAPI, SQLAlchemy, its models: about 2 s) into this process, which
+    only talks to it over HTTP."""
+
+    def __init__(self):
+        self.port: int | None = None
+        self.server_process = None
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.address}/api"
+
+    def start(self, timeout: float) -> None:
+        import httpx
+
+        import atexit
+
+        deadline = time.monotonic() + timeout
+        self._spawn()
+        atexit.register(self.stop)
+        with httpx.Client() as client:
+            while time.monotonic() < deadline:
+                code = self.server_process.poll()
+                if code == 3:  # the port was taken meanwhile (uvicorn's exit code for it): another one
+                    self._spawn()
+                    continue
+                if code is not None:
+                    raise RuntimeError(f"the temporary Prefect server exited with code {code} while starting")
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get(f"{self.api_url}/health", timeout=5).status_code == 200:
+                        return
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the temporary Prefect server did not answer within {timeout:.0f} s")
+
+    def _spawn(self) -> None:
+        import socket
+        import subprocess
+        import sys
+
+        import prefect
+        from prefect.settings import get_current_settings
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = {
+            **os.environ,
+            **get_current_settings().to_environment_variables(exclude_unset=True),
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+        }
+        self.server_process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent), "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--log-level", "error", "--lifespan", "on"],
+            env=env,
+        )
+
+    def stop(self) -> None:
+        process, self.server_process = self.server_process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - TimeoutExpired: it did not stop in time
+            process.kill()
+            process.wait()
 
 
 # --- progress reporting (the CLI plugs a rich progress bar in here) -------------------------------------------------
@@ -208,10 +294,14 @@ def pipeline(cfg: PipelineConfig, from_stage: str | None = None, to_stage: str |
     planned = plan(cfg, from_stage, to_stage, force)
     _write_config(cfg)
     runner = _task_runner(cfg)
-    # Ray: one instance for the whole run; the subflows' copies of the runner find it started and reuse it.
-    with runner.duplicate() if cfg.runner.kind == "ray" else contextlib.nullcontext():
+    # One process pool, or one Ray instance, for the corpus and tokenizer groups: the subflows' runners find it
+    # started and use it. Training starts from fresh workers, without the corpus stages' libraries in memory.
+    with contextlib.ExitStack() as held:
+        held.enter_context(runner.duplicate() if cfg.runner.kind == "ray" else runner)
         for group, names in STAGE_GROUPS.items():
             todo = [p.stage.name for p in planned if p.stage.name in names and p.action == "run"]
+            if group == "train" and cfg.runner.kind != "ray":
+                held.close()
             if todo:
                 GROUP_FLOWS[group].with_options(task_runner=runner)(cfg, todo)
     ledger = _finish_run(Path(cfg.output), planned)
@@ -238,12 +328,21 @@ def _finish_run(run_dir: Path, planned: list[PlannedStage], only_if_missing: boo
 def stage_group(cfg: PipelineConfig, stages: list[str]) -> None:
     """A stage group's flow: its stages in order, each mapping its units over the task runner."""
     global _workers
-    _workers = cfg.runner.workers or os.cpu_count() or 1
+    _workers = cfg.runner.workers or _ray_cpus(cfg) or os.cpu_count() or 1
     planned = {p.stage.name: p for p in plan(cfg)}
     for name in stages:
         p = planned[name]
         with _gpu_slot() if name in GPU_STAGES else contextlib.nullcontext():
             run_stage(p.stage, cfg, cfg.output, upstream_fingerprint=p.upstream_fingerprint, map=_map_units, log=progress, force=True)
+
+
+def _ray_cpus(cfg: PipelineConfig) -> int:
+    """The CPUs of the Ray cluster the run uses (0 when not on Ray): its workers, for cutting units into batches."""
+    if cfg.runner.kind != "ray":
+        return 0
+    import ray
+
+    return int(ray.cluster_resources().get("CPU", 0)) if ray.is_initialized() else 0
 
 
 def _write_config(cfg: PipelineConfig) -> None:
@@ -266,11 +365,42 @@ def _task_runner(cfg: PipelineConfig):
             if cfg.runner.workers:
                 init_kwargs["num_cpus"] = cfg.runner.workers
         return RayTaskRunner(address=cfg.runner.ray_address or None, init_kwargs=init_kwargs)
-    from prefect.task_runners import ProcessPoolTaskRunner
-
     from flows.interrupt import leave_ctrl_c_to_the_parent
 
-    return ProcessPoolTaskRunner(max_workers=cfg.runner.workers or os.cpu_count() or 1, initializer=leave_ctrl_c_to_the_parent)
+    return shared_process_pool()(max_workers=cfg.runner.workers or os.cpu_count() or 1, initializer=leave_ctrl_c_to_the_parent)
+
+
+@functools.cache
+def shared_process_pool() -> type:
+    """A ProcessPoolTaskRunner that the pipeline's stage groups share: their flows enter and leave it (Prefect
+    enters a flow's runner through `duplicate()`), the pool starts at the first entry and stops at the last exit.
+    One pool, not one per group: a fresh pool spawns its workers and each imports Prefect and the stages again
+    (about 1.5 s a group). Defined on first use: Prefect is imported only by runs that need it."""
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    class SharedProcessPoolTaskRunner(ProcessPoolTaskRunner):
+        _entered = 0
+
+        def duplicate(self):
+            return self
+
+        def __enter__(self):
+            if self._entered == 0:
+                super().__enter__()
+            self._entered += 1
+            return self
+
+        def __exit__(self, *exc_info) -> None:
+            self._entered -= 1
+            if self._entered == 0:
+                super().__exit__(*exc_info)
+
+        def __reduce__(self):
+            # A task sent to a worker carries its flow, and the flow this runner, started (its pool, its queue):
+            # the worker gets an idle copy, as the flow's runner used to be before it was started.
+            return (ProcessPoolTaskRunner, (self._max_workers,))
+
+    return SharedProcessPoolTaskRunner
 
 
 _temporary_server = False  # the run's Prefect API is a server prefect_api() started for it

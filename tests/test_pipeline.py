@@ -207,3 +207,16 @@ def test_rejected_rows_of_extracted_text_carry_no_personal_data(tmp_path):
     (row,) = read_table(rejected).to_pylist()
     assert row["reason"] == "text_too_long"
     assert "jane.doe@example.com" not in row["text"] and "7946" not in row["text"] and "<EMAIL>" in row["text"]
+
+
+@pytest.mark.parametrize("n_units, workers", [(0, 2), (1, 2), (5, 2), (11, 2), (99, 2), (1000, 2), (1000, 16), (7, 64)])
+def test_units_go_to_prefect_in_batches_that_cover_each_unit_once_largest_first(n_units, workers):
+    from flows.pipeline import unit_batches
+
+    batches = unit_batches(n_units, workers)
+    assert [i for batch in batches for i in batch] == list(range(n_units))  # each unit once, in order
+    sizes = [len(batch) for batch in batches]
+    assert all(size > 0 for size in sizes) and sizes == sorted(sizes, reverse=True)
+    if n_units >= 16 * workers:
+        assert len(batches) <= 12 * workers  # a handful of tasks per worker, not one per unit
+        assert sizes[0] <= -(-n_units // (2 * workers))  # the first batch leaves work for the others

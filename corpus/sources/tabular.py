@@ -7,6 +7,10 @@ its row number in the file. Damage is reported with the byte offset of the row g
 Parquet row group is skipped and reading goes on with the next (each has its own offsets in the footer); an
 Arrow stream cannot be resynchronised, so reading stops at the first unreadable batch. An IPC file whose footer is
 missing (truncated) is read as the stream it starts with, which keeps every whole batch before the cut.
+
+Nothing is decompressed before its size is known: a Parquet row group with a page that decompresses past
+`max_record_bytes` (page headers) and a compressed Arrow batch that decompresses past `arrow_batch_limit` (buffer
+prefixes) are not decoded, their rows rejected as `too_large`, and reading goes on with the next one.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 
 import pyarrow as pa
@@ -160,7 +166,7 @@ def _plan_file(path: str, fmt: str, cfg: IngestConfig) -> list[WorkUnit]:
                 (meta.row_group(i).num_rows, meta.row_group(i).total_byte_size) for i in range(meta.num_row_groups)
             ]
         else:
-            sizes = [(batch.num_rows, batch.nbytes) for _, batch in _arrow_batches(path, [])]
+            sizes = [(batch.num_rows, batch.nbytes) for _, batch in _arrow_batches(path, [], arrow_batch_limit(cfg))]
     except (pa.ArrowException, OSError, ValueError):
         sizes = []  # damaged: one unit, whose reading reports the damage
     return [WorkUnit(path, start, end, fmt) for start, end in _row_ranges(sizes, cfg.unit_bytes)]
@@ -382,13 +388,183 @@ def _parquet_items(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Ite
             _report(errors, path, _row_group_offset(meta, i), message, row_group=i)
 
 
+# --- Arrow IPC: batch sizes before decompression ---------------------------------------------------------------------
+#
+# A record batch written with body compression (IpcWriteOptions(compression="zstd" or "lz4"), Feather's default) is
+# decompressed whole, every buffer of every column, as soon as pyarrow reads it: a 20 KB zstd stream can hold an
+# 800 MB value. Each compressed buffer starts with its uncompressed length, and the batch's metadata says where each
+# buffer lies in the message body; reading those decompresses nothing. A batch that would decompress past the limit
+# is skipped unread (its rows rejected as `too_large`); the stream goes on with the next message. Uncompressed
+# batches are memory-mapped, not copied, and are read as they always were.
+
+ARROW_BATCH_BYTES = 256 << 20  # a compressed batch decompresses to at most this (or max_record_bytes + PAGE_SLACK)
+_MAX_REJECTED_ROWS = 1 << 20  # an unread batch claiming more rows than this is reported, its rows not listed one by one
+_RECORD_BATCH, _DICTIONARY_BATCH = 3, 2  # MessageHeader union types (Message.fbs)
+
+
+def arrow_batch_limit(cfg: IngestConfig) -> int:
+    """Largest decompressed size of a compressed IPC batch that is read: a batch holds many rows, so the limit is a
+    memory budget (ARROW_BATCH_BYTES), never less than one record's cap (`max_record_bytes`) plus slack."""
+    return max(ARROW_BATCH_BYTES, cfg.max_record_bytes + PAGE_SLACK)
+
+
+class _FlatTable:
+    """One table of a FlatBuffers buffer, with just the reads that IPC message metadata needs
+    (https://flatbuffers.dev/internals/; the Arrow tables are in format/Message.fbs and format/Schema.fbs).
+
+    The buffer starts with a uint32 offset to the root table. A table starts with an int32 that, subtracted from the
+    table's position, gives its vtable's: uint16 vtable size in bytes, uint16 table size, then one uint16 per field
+    in declaration order (a union takes two: its type, then its value), the field's offset within the table or 0 when
+    absent (the default applies). Scalars and structs are stored inline, little-endian; a table or vector field holds
+    a uint32 offset forward from the field's own position; a vector is a uint32 count, then its elements.
+    Out-of-range reads raise ValueError."""
+
+    def __init__(self, data: bytes, pos: int):
+        self.data, self.pos = data, pos
+        self.vtable = pos - self._read("<i", pos)
+        self.vtable_size = self._read("<H", self.vtable)
+
+    @classmethod
+    def root(cls, data: bytes) -> _FlatTable:
+        return cls(data, cls._read_in(data, "<I", 0))
+
+    @staticmethod
+    def _read_in(data: bytes, fmt: str, pos: int) -> int:
+        if pos < 0 or pos + struct.calcsize(fmt) > len(data):  # unpack_from counts a negative position from the end
+            raise ValueError(f"flatbuffer read at {pos} outside {len(data)} bytes")
+        return struct.unpack_from(fmt, data, pos)[0]
+
+    def _read(self, fmt: str, pos: int) -> int:
+        return self._read_in(self.data, fmt, pos)
+
+    def _field(self, slot: int) -> int | None:
+        """Position of field `slot` (0-based, in declaration order), or None when absent."""
+        entry = 4 + 2 * slot
+        if entry + 2 > self.vtable_size:
+            return None
+        offset = self._read("<H", self.vtable + entry)
+        return self.pos + offset if offset else None
+
+    def scalar(self, slot: int, fmt: str, default: int = 0) -> int:
+        at = self._field(slot)
+        return default if at is None else self._read(fmt, at)
+
+    def table(self, slot: int) -> _FlatTable | None:
+        at = self._field(slot)
+        return None if at is None else _FlatTable(self.data, at + self._read("<I", at))
+
+    def vector(self, slot: int, item_size: int) -> tuple[int, int]:
+        """(position of the first element, count); (0, 0) when absent."""
+        at = self._field(slot)
+        if at is None:
+            return 0, 0
+        start = at + self._read("<I", at)
+        count = self._read("<I", start)
+        if start + 4 + count * item_size > len(self.data):
+            raise ValueError(f"flatbuffer vector of {count} at {start} outside {len(self.data)} bytes")
+        return start + 4, count
+
+
+@dataclass(frozen=True)
+class IpcBatch:
+    """A record or dictionary batch message of an IPC stream, as its metadata and buffer prefixes describe it."""
+
+    kind: str  # "record batch" or "dictionary batch"
+    start: int  # byte offset of the message (its metadata) in the buffer read
+    end: int  # byte offset just past its body
+    num_rows: int  # as declared; checked only when the batch is read
+    nbytes: int  # bytes its buffers take once decompressed (for an uncompressed batch, as stored)
+    compressed: bool
+
+
+def ipc_batch_layout(metadata: bytes, body: pa.Buffer) -> tuple[int, int, int, bool] | None:
+    """(header type, rows, decompressed bytes of the buffers, compressed) of one IPC message, from its flatbuffer
+    metadata and the first 8 bytes of each compressed buffer of its body; None when it is not a record or dictionary
+    batch. ValueError when the metadata cannot be parsed.
+
+    Message{version: short, header_type: ubyte, header: MessageHeader (union), bodyLength: long, ...};
+    DictionaryBatch{id: long, data: RecordBatch, isDelta: bool}; RecordBatch{length: long, nodes: [FieldNode],
+    buffers: [Buffer{offset: long, length: long}], compression: BodyCompression, ...} (Message.fbs, Schema.fbs).
+    With compression (method BUFFER, the only one) every buffer of the body is, unless empty, an int64 little-endian
+    uncompressed length followed by the compressed bytes, or by the bytes themselves when that length is -1
+    (https://arrow.apache.org/docs/format/Columnar.html#compression). Buffers that pyarrow would reject (shorter than
+    the prefix, outside the body) count as nothing: reading them fails without allocating.
+    """
+    message = _FlatTable.root(metadata)
+    header_type = message.scalar(1, "<B")
+    if header_type not in (_RECORD_BATCH, _DICTIONARY_BATCH):
+        return None
+    header = message.table(2)
+    batch = header if header_type == _RECORD_BATCH or header is None else header.table(1)
+    if batch is None:
+        raise ValueError("batch message without its RecordBatch table")
+    rows = batch.scalar(0, "<q")
+    start, count = batch.vector(2, 16)
+    compressed = batch.table(3) is not None
+    total = 0
+    for i in range(count):
+        offset, length = struct.unpack_from("<qq", metadata, start + 16 * i)
+        if not compressed:
+            total += max(length, 0)
+        elif length >= 8 and 0 <= offset <= body.size - 8:
+            (uncompressed,) = struct.unpack_from("<q", body, offset)
+            total += length - 8 if uncompressed == -1 else max(uncompressed, 0)
+    return header_type, rows, total, compressed
+
+
+def ipc_batches(buffer: pa.Buffer, pos: int = 0) -> Iterator[IpcBatch]:
+    """The record and dictionary batches of the IPC stream in `buffer` from byte `pos` (an IPC file: its stream
+    starts at 8), up to its end-of-stream marker, without decompressing any. Other messages are passed over.
+    Raises pa.ArrowException for a message that cannot be framed (truncated), ValueError for unparseable metadata."""
+    source = pa.BufferReader(buffer)
+    source.seek(pos)
+    messages = pa.ipc.MessageReader.open_stream(source)
+    while True:
+        start = source.tell()
+        try:
+            message = messages.read_next_message()
+        except StopIteration:
+            return
+        layout = ipc_batch_layout(message.metadata.to_pybytes(), message.body or pa.py_buffer(b""))
+        if layout is not None:
+            header_type, rows, nbytes, compressed = layout
+            kind = "record batch" if header_type == _RECORD_BATCH else "dictionary batch"
+            yield IpcBatch(kind, start, source.tell(), rows, nbytes, compressed)
+
+
+def _next_batches(stream: pa.Buffer, pos: int) -> list[IpcBatch] | None:
+    """The messages the stream reader reads next (dictionary batches, then a record batch), or None when they cannot
+    be framed: the reader then fails on them too, and reports it."""
+    ahead: list[IpcBatch] = []
+    try:
+        for batch in ipc_batches(stream, pos):
+            ahead.append(batch)
+            if batch.kind == "record batch":
+                break
+    except (pa.ArrowException, OSError):
+        return None
+    return ahead
+
+
+@dataclass(frozen=True)
+class _Unread:
+    """A record batch left compressed (too large once decompressed): what the reader knows of it."""
+
+    schema: pa.Schema
+    num_rows: int
+    nbytes: int
+
+
 # --- Arrow IPC -------------------------------------------------------------------------------------------------------
 
 
-def _arrow_batches(path: str, errors: list[dict], *, first_unit: bool = True) -> Iterator[tuple[int, pa.RecordBatch]]:
+def _arrow_batches(
+    path: str, errors: list[dict], limit: int, *, first_unit: bool = True
+) -> Iterator[tuple[int, pa.RecordBatch | _Unread]]:
     """(byte offset, batch) of an IPC file or stream, memory-mapped; stops at the first unreadable batch.
 
-    Damage to the file as a whole (a missing footer) is reported by the first unit only."""
+    A compressed batch that would decompress to more than `limit` bytes is passed over unread: an `_Unread` in its
+    place. Damage to the file as a whole (a missing footer) is reported by the first unit only."""
     buffer = pa.memory_map(path).read_buffer()
     if buffer.size == 0:
         _report(errors, path, 0, "empty file")
@@ -406,7 +582,8 @@ def _arrow_batches(path: str, errors: list[dict], *, first_unit: bool = True) ->
                     buffer.size,
                     f"Arrow IPC file without a readable footer (truncated?), read as a stream: {exc}",
                 )
-    source = pa.BufferReader(buffer.slice(base))
+    stream = buffer.slice(base)
+    source = pa.BufferReader(stream)
     try:
         reader = pa.ipc.open_stream(source)
     except (pa.ArrowException, OSError) as exc:
@@ -415,6 +592,24 @@ def _arrow_batches(path: str, errors: list[dict], *, first_unit: bool = True) ->
     n = 0
     while expected is None or n < expected:
         offset = base + source.tell()
+        try:
+            ahead = _next_batches(stream, source.tell())
+        except ValueError as exc:  # framed and verified by pyarrow, yet not a batch this parser can size
+            _report(errors, path, offset, f"record batch {n} unreadable: metadata: {exc}")
+            return
+        over = [b for b in ahead or [] if b.compressed and b.nbytes > limit]
+        if over:
+            batch = over[0]
+            size = f"decompresses to {batch.nbytes} bytes > {limit} (the limit for one Arrow batch)"
+            if len(ahead) > 1 or batch.kind != "record batch":
+                # the reader takes dictionaries and the batch that uses them in one step: none can be skipped alone
+                where = f"{batch.kind} before record batch {n}" if batch.kind != "record batch" else f"record batch {n}"
+                _report(errors, path, base + batch.start, f"{where} not read, nor any batch after it: it {size}")
+                return
+            source.seek(batch.end)  # the reader goes on with the next message
+            yield base + batch.start, _Unread(reader.schema, max(batch.num_rows, 0), batch.nbytes)
+            n += 1
+            continue
         try:
             batch = reader.read_next_batch()
         except StopIteration:
@@ -428,8 +623,9 @@ def _arrow_batches(path: str, errors: list[dict], *, first_unit: bool = True) ->
 
 def _arrow_items(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Iterator[Document | Rejection]:
     path = unit.path
+    limit = arrow_batch_limit(cfg)
     try:
-        batches = _arrow_batches(path, errors, first_unit=unit.start == 0)
+        batches = _arrow_batches(path, errors, limit, first_unit=unit.start == 0)
         first = next(batches, None)
     except (pa.ArrowException, OSError) as exc:
         _report(errors, path, 0, f"not a readable Arrow file: {exc}")
@@ -448,6 +644,15 @@ def _arrow_items(unit: WorkUnit, cfg: IngestConfig, errors: list[dict]) -> Itera
             continue
         if unit.end >= 0 and batch_start >= unit.end:
             return
+        if isinstance(batch, _Unread):  # decompressing it would hold all of it in memory: its rows are rejected unread
+            why = f"it decompresses to {batch.nbytes} bytes > {limit} (the limit for one Arrow batch)"
+            listed = 0 <= batch.num_rows <= _MAX_REJECTED_ROWS
+            lost = "" if listed else f", {batch.num_rows} rows lost"
+            _report(errors, path, offset, f"record batch {n} (rows {batch_start}-{row - 1}) not read{lost}: {why}")
+            for r in range(batch_start, row) if listed else ():
+                doc = Document(id=stable_id(path, r), source=path, offset=r)
+                yield Rejection(doc, "ingest", "too_large", f"record batch {n} not decoded: {why}")
+            continue
         try:
             # IPC reading checks neither offsets nor UTF-8; converting a batch with bad offsets could read out of
             # bounds.

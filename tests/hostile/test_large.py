@@ -214,14 +214,10 @@ _ARROW_BOMB = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no guard yet: pyarrow decompresses an Arrow IPC record batch whole (when planning units and again when "
-    "reading), so a 20 KB zstd stream holding one 800 MB value takes about 2.6 GB. A guard needs each batch's "
-    "uncompressed buffer lengths (the first 8 bytes of each compressed buffer, located through the batch's "
-    "flatbuffer metadata) before `read_next_batch`.",
-)
 def test_a_compressed_arrow_stream_bomb_stays_under_the_memory_bound(tmp_path):
+    """pyarrow decompresses an IPC record batch whole (when units are planned and again when they are read): a 20 KB
+    zstd stream holding one 800 MB value took about 2.6 GB. The batch's buffer prefixes give its decompressed size
+    first; it is passed over unread (its row rejected as too large) and the batch after it is read."""
     path = tmp_path / "bomb.arrows"
     returncode, _, _, _ = run_process([sys.executable, "-c", _ARROW_BOMB, str(path)], tmp_path, wall_s=WALL_S)
     assert returncode == 0, (tmp_path / "stderr.txt").read_text()[-2000:]
@@ -230,3 +226,6 @@ def test_a_compressed_arrow_stream_bomb_stays_under_the_memory_bound(tmp_path):
     print(f"bomb.arrows: {outcome.summary()}")
     assert_sound(outcome, path, timeout_s=TIMEOUT_S)
     assert [row["id"] for row in outcome.kept] == ["before", "after"]
+    assert dict(outcome.reasons) == {"ingest:too_large": 1}, outcome.summary()
+    (error,) = outcome.errors
+    assert "record batch 1 (rows 1-1) not read" in error["error"], error
