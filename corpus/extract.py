@@ -21,7 +21,6 @@ benchmark).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -30,7 +29,6 @@ import re
 import signal
 import time
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,7 +48,6 @@ _CHILD_EXIT_WAIT_S = 2.0
 # A child serves the units of one worker process one after another (starting one costs about half a CPU second:
 # a Python and trafilatura's imports); it is replaced after this many pages so that its memory stays bounded.
 PAGES_PER_CHILD = 5000
-MEMO_MAX_CHARS = 8_000_000  # main texts a child keeps to serve repeated payloads (PageMemo): about 8-32 MB
 # Backend -> (module that must be importable, pyproject extra that installs it).
 OPTIONAL_BACKENDS = {"resiliparse": ("resiliparse", "resiliparse")}
 # trafilatura truncates metadata fields longer than this (settings.Document.clean_and_trim); we do the same.
@@ -214,40 +211,12 @@ def title_and_date(tree, url: str, date_params: dict | None) -> tuple[str, str]:
     return title, date
 
 
-class PageMemo:
-    """The main text of pages seen lately, by the page's SHA-1: a payload served again (a mirror, a URL with other
-    query parameters, a crawl that fetched it twice) is not extracted again. Bounded by characters held."""
-
-    def __init__(self, max_chars: int = MEMO_MAX_CHARS):
-        self.max_chars = max_chars
-        self.chars = 0
-        self.texts: OrderedDict[bytes, str] = OrderedDict()
-        self.hits = 0
-
-    def get_or_compute(self, html: str, compute: Callable[[], str]) -> str:
-        key = hashlib.sha1(html.encode("utf-8", "surrogatepass")).digest()
-        text = self.texts.get(key)
-        if text is not None:
-            self.texts.move_to_end(key)
-            self.hits += 1
-            return text
-        text = compute()
-        if len(text) <= self.max_chars:
-            self.texts[key] = text
-            self.chars += len(text)
-            while self.chars > self.max_chars:
-                _, dropped = self.texts.popitem(last=False)
-                self.chars -= len(dropped)
-        return text
-
-
 def trafilatura_extractor(options: dict) -> PageExtractor:
     import trafilatura
     from trafilatura.utils import load_html
 
     text_options = {k: v for k, v in options["text"].items() if k != "with_metadata"}
     date_params = options["date"]
-    seen = PageMemo()
 
     def main_text(html: str, url: str) -> str:
         # Without metadata, bare_extraction's text does not depend on the URL: the page alone decides it.
@@ -260,7 +229,7 @@ def trafilatura_extractor(options: dict) -> PageExtractor:
         return text
 
     def extract(html: str, url: str, with_text: bool) -> tuple[str, str, str]:
-        text = seen.get_or_compute(html, lambda: main_text(html, url)) if with_text else ""
+        text = main_text(html, url) if with_text else ""
         if with_text and not text.strip():
             return "", "", ""
         # A fresh parse (about 1 ms) instead of a tree shared with the text extraction, which prunes it in place.
@@ -350,7 +319,7 @@ class Extractor:
     def __init__(self, cfg: ExtractConfig, repeats: RepeatMemo | None = None):
         require_backend(cfg.backend)
         self.cfg = cfg
-        self.repeats = repeats
+        self.repeats = repeats if repeats is not None else RepeatMemo(None)
         if cfg.backend == "trafilatura":
             self._options = {"text": trafilatura_options(cfg), "date": date_options(cfg)}
             self._wants_date = self._options["date"] is not None
@@ -473,8 +442,8 @@ class Extractor:
         if status == "ok":
             text, title, date = values
             if job.known is not None:
-                text, title = job.known
-            return self._finish(job.doc, text.strip(), title, date)
+                return self._finish(job.doc, *job.known, date)
+            return self._finish(job.doc, text.strip(), title, date, fresh=True)
         reason = {"timeout": "extraction_timeout", "crashed": "extraction_crashed"}.get(status, "extraction_error")
         return self._reject(job.doc, reason, safe_text(values[0]))  # a library's message may quote the page
 
@@ -484,7 +453,8 @@ class Extractor:
         """The decoded page to send to the child, or the final result when the parent's checks or the repeated
         payloads settle it."""
         cfg = self.cfg
-        known = self.repeats.extracted(doc) if self.repeats is not None else None
+        self.repeats.key_of(doc)
+        known = self.repeats.extracted(doc)
         if known is not None and not self._wants_date:
             return self._finish(doc, *known, "")
         raw = doc.raw or b""
@@ -497,7 +467,7 @@ class Extractor:
         if not page.strip():
             return self._reject(doc, "empty_extraction", "empty payload")
         if doc.content_type == "text/plain":
-            return self._finish(doc, page.strip(), "", "")
+            return self._finish(doc, page.strip(), "", "", fresh=True)
         if page.count("<") > cfg.max_elements:  # count() is a fast upper bound; the regex only when it is exceeded
             n_tags = count_start_tags(page)
             if n_tags > cfg.max_elements:
@@ -544,7 +514,8 @@ class Extractor:
             if in_flight is not None:  # the caller stopped early: drain, or the next page would read this result
                 self._collect(in_flight)
 
-    def _finish(self, doc: Document, text: str, title: str, date: str) -> Document | Rejection:
+    def _finish(self, doc: Document, text: str, title: str, date: str, *, fresh: bool = False) -> Document | Rejection:
+        """The document with its fields, or its rejection; `fresh`: the text was extracted here, not known."""
         if not text:
             if doc.raw and doc.content_type != "text/plain":
                 depth = nesting_depth(doc.raw)
@@ -557,6 +528,8 @@ class Extractor:
             return self._reject(doc, "text_too_long", f"{len(text)} chars > max_doc_chars {self.cfg.max_doc_chars}")
         doc.text, doc.title, doc.date = text, title, date
         doc.raw = None  # the payload is no longer needed; free it before the document travels on
+        if fresh:
+            self.repeats.publish(doc, text, title)
         return doc
 
     @staticmethod

@@ -8,9 +8,12 @@ and exact dedup decides later which one is kept, as before. Only what depends on
 date, which htmldate also reads from the URL).
 
 The entries are files in the attempt's work folder (`RUN/.tmp-extract/work/repeats/`), so every worker of the run
-sees what the others extracted; they go away with the attempt's temporary folder when the stage commits. A file is
-written whole under its final name (temporary name, then rename); two workers writing the same payload write the
-same bytes. Each process stops adding entries after `max_bytes`, so the folder stays bounded.
+sees what the others did: `KEY.text` (the extracted text and title, written as soon as extraction gives them, so
+that a copy met meanwhile by another worker skips trafilatura) and `KEY.fields` (the annotated fields, written after
+annotation). They go away with the attempt's temporary folder when
+the stage commits. A file is written whole under its final name (temporary name, then rename); two workers writing
+the same payload write the same bytes. Each process stops adding entries after `max_bytes`, so the folder stays
+bounded.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import pickle
 from pathlib import Path
 
+from corpus.atomic import atomic_path
 from corpus.document import Document
 
 MAX_BYTES_PER_PROCESS = 1 << 30
@@ -35,58 +39,70 @@ def payload_key(doc: Document) -> str:
 
 
 class RepeatMemo:
-    """`extracted(doc)` -> (text, title) of a payload seen before, else None; `annotated(doc)` -> its annotated
-    fields; `remember(doc, text, title)` after a document's annotation succeeded. Keyed by `payload_key`, taken
-    from the record's payload before extraction frees it."""
+    """The entries of one stage attempt's payloads, shared by its workers through `folder`; `RepeatMemo(None)`
+    remembers nothing (every lookup misses).
 
-    def __init__(self, folder: Path, max_bytes: int = MAX_BYTES_PER_PROCESS):
-        self.folder = Path(folder)
+    A document's key (`Document.payload_key`) is taken by `key_of` while its payload is still there. `extracted`
+    and `annotated` give a known payload's fields; `publish` stores the text extraction gave, `remember` the
+    annotated fields. A document rejected by extraction leaves nothing; one rejected by annotation leaves its text,
+    and its copies are annotated (and rejected) again."""
+
+    def __init__(self, folder: Path | None, max_bytes: int = MAX_BYTES_PER_PROCESS):
+        self.folder = Path(folder) if folder is not None else None
         self.max_bytes = max_bytes
         self.written = 0
         self.hits = 0
-        self._keys: dict[str, str] = {}  # document id -> payload key, from extraction until annotation
-        self._entries: dict[str, dict] = {}  # document id -> entry found at extraction, until annotation
 
-    def _path(self, key: str) -> Path:
-        return self.folder / key[:2] / key
+    @property
+    def enabled(self) -> bool:
+        return self.folder is not None
 
-    def extracted(self, doc: Document) -> tuple[str, str] | None:
-        key = payload_key(doc)
-        self._keys[doc.id] = key
+    def _path(self, key: str, suffix: str = "") -> Path:
+        return self.folder / key[:2] / f"{key}{suffix}"
+
+    def key_of(self, doc: Document) -> str:
+        if self.enabled and not doc.payload_key:
+            doc.payload_key = payload_key(doc)
+        return doc.payload_key
+
+    def _read(self, doc: Document, suffix: str):
+        if not self.enabled or not doc.payload_key:
+            return None
         try:
-            entry = pickle.loads(self._path(key).read_bytes())
+            return pickle.loads(self._path(doc.payload_key, suffix).read_bytes())
         except FileNotFoundError:
             return None
-        self._entries[doc.id] = entry
-        self.hits += 1
-        return entry["extracted"]
 
-    def annotated(self, doc: Document) -> dict | None:
-        entry = self._entries.pop(doc.id, None)
-        if entry is None:
-            return None
-        self._keys.pop(doc.id, None)  # known already: nothing to remember
-        return entry["annotated"]
-
-    def forget(self, doc: Document) -> None:
-        """The document was rejected: nothing of it is kept."""
-        self._keys.pop(doc.id, None)
-        self._entries.pop(doc.id, None)
-
-    def remember(self, doc: Document, extracted_text: str, extracted_title: str) -> None:
-        key = self._keys.pop(doc.id, None)
-        if key is None or self.written >= self.max_bytes:
-            return
-        path = self._path(key)
+    def _write(self, doc: Document, suffix: str, value) -> None:
+        path = self._path(doc.payload_key, suffix)
         if path.exists():
             return
-        entry = {
-            "extracted": (extracted_text, extracted_title),
-            "annotated": {name: getattr(doc, name) for name in ANNOTATED_FIELDS},
-        }
-        data = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{key}-{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
         self.written += len(data)
+
+    def _writable(self, doc: Document) -> bool:
+        return self.enabled and bool(doc.payload_key) and self.written < self.max_bytes
+
+    def extracted(self, doc: Document) -> tuple[str, str] | None:
+        """(text, title) of the document's payload when a copy of it was extracted before."""
+        known = self._read(doc, ".text")
+        if known is not None:
+            self.hits += 1
+        return known
+
+    def annotated(self, doc: Document) -> dict | None:
+        """The annotated fields of the document's payload when a copy of it was annotated before."""
+        return self._read(doc, ".fields")
+
+    def publish(self, doc: Document, text: str, title: str) -> None:
+        """The text and title extraction gave the document, for the copies of its payload."""
+        if self._writable(doc):
+            self._write(doc, ".text", (text, title))
+
+    def remember(self, doc: Document) -> None:
+        """The document's annotated fields, after its annotation succeeded."""
+        if self._writable(doc):
+            self._write(doc, ".fields", {name: getattr(doc, name) for name in ANNOTATED_FIELDS})

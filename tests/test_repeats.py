@@ -3,12 +3,15 @@ exactly those of a run that extracts and annotates every copy."""
 
 import gzip
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from fastwarc.warc import WarcRecord, WarcRecordType
 
 from corpus.config import AnnotateConfig, ExtractConfig, IngestConfig
+from corpus.document import Document
+from corpus.extract import Extractor
 from corpus.repeats import RepeatMemo
 from corpus.shards import read_table
 from corpus.sources import plan_units, read_unit
@@ -88,5 +91,27 @@ def test_the_memo_stops_growing_at_its_cap_and_keeps_nothing_of_rejected_documen
     memo = RepeatMemo(tmp_path / "repeats", max_bytes=1)
     extract_unit(unit, ingest, ExtractConfig(max_doc_chars=3000), AnnotateConfig(), tmp_path / "o.arrow", tmp_path / "r.arrow", memo)
     assert read_table(tmp_path / "r.arrow").num_rows > 0 and read_table(tmp_path / "o.arrow").num_rows > 0
-    assert memo.written > 0 and len(list((tmp_path / "repeats").rglob("*"))) == 2  # one entry (and its folder), then full
-    assert not memo._keys and not memo._entries  # every document's key was let go, kept or rejected
+    files = [f for f in (tmp_path / "repeats").rglob("*") if f.is_file()]
+    assert memo.written > 0 and [f.suffix for f in files] == [".text"]  # one entry, then full
+
+
+def sample_pages(n: int) -> list[Document]:
+    cfg = IngestConfig()
+    docs = [d for unit in plan_units([str(SAMPLE)], cfg) for d in read_unit(unit, cfg, [])]
+    return [d for d in docs if d.raw and len(d.raw) > 2000][:n]
+
+
+def test_text_is_shared_as_soon_as_it_is_extracted_and_fields_once_annotated(tmp_path):
+    """Another worker (another memo over the same folder) skips trafilatura for a copy met while the first
+    worker is still annotating, and takes the annotated fields once they are there."""
+    (doc,) = sample_pages(1)
+    first, other = RepeatMemo(tmp_path), RepeatMemo(tmp_path)
+    with Extractor(ExtractConfig(date_search="off"), first) as ex:
+        extracted = ex.extract(replace(doc))
+    copy = replace(doc, id="copy")
+    other.key_of(copy)
+    assert other.extracted(copy) == (extracted.text, extracted.title) and other.annotated(copy) is None
+    extracted.lang = "en"
+    first.remember(extracted)
+    assert other.annotated(copy)["lang"] == "en" and other.hits == 1
+    assert RepeatMemo(None).extracted(copy) is None and RepeatMemo(None).key_of(replace(doc)) == ""

@@ -230,6 +230,7 @@ def extract_unit(
     """Read, extract and annotate one unit into `out_path`, its rejected records into `rejected_path`; returns the
     ledger entries of ingest, extract and annotate for this unit. With `repeats`, a payload seen before in the
     stage attempt takes the fields its first copy got (corpus.repeats)."""
+    repeats = repeats if repeats is not None else RepeatMemo(None)
     from corpus.annotate import Annotator
     from corpus.extract import Extractor
     from corpus.sources import Rejection, read_unit
@@ -270,30 +271,24 @@ def extract_unit(
             if result is None:
                 break
             if isinstance(result, Rejection):
-                if repeats is not None:
-                    repeats.forget(result.doc)
                 _reject(ledger, rejected, result.doc, result.stage, result.reason, result.detail, annotate)
                 continue
             ledger["extract"].out += 1
             ledger["annotate"].in_ += 1
             t0 = time.perf_counter()
-            known = repeats.annotated(result) if repeats is not None else None
+            known = repeats.annotated(result)
             if known is not None:
                 for name, value in known.items():
                     setattr(result, name, value)
                 doc = result
             else:
-                extracted_text, extracted_title = result.text, result.title
                 try:
                     doc = annotator.annotate(result)
                 except Exception as exc:  # one bad document must not lose the unit
                     timers["annotate"] += time.perf_counter() - t0
-                    if repeats is not None:
-                        repeats.forget(result)
                     _reject(ledger, rejected, result, "annotate", "annotate_error", f"{type(exc).__name__}: {exc}", annotate)
                     continue
-                if repeats is not None:
-                    repeats.remember(doc, extracted_text, extracted_title)
+                repeats.remember(doc)
             timers["annotate"] += time.perf_counter() - t0
             ledger["annotate"].out += 1
             kept.add(doc)
