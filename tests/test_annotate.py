@@ -15,6 +15,7 @@ from corpus.annotate import Annotator, extract_keyphrases
 from corpus.annotate.keyphrases import noun_chunk_spans, pagerank, rank_keyphrases, tight_hyphens
 from corpus.annotate.lang import identify_language
 from corpus.annotate.signals import line_signals, ngram_signals, word_signals, words_per_line
+from corpus.annotate import words
 from corpus.annotate.words import TokenView, spacy_code, tokenize, tokenizer_for
 from corpus.config import AnnotateConfig, FilterConfig
 from corpus.document import SIGNAL_NAMES, Document
@@ -217,6 +218,23 @@ def test_annotator_pins_signals_terms_and_keyphrases_of_a_small_english_text():
     assert [p for p, _ in doc.keyphrases] == ["cat sat", "dog barked", "mat", "mailman"]
 
 
+def test_tokenizer_memory_is_bounded_and_a_rebuilt_tokenizer_annotates_the_same(shared_data, monkeypatch):
+    """A worker's tokenizers keep every new string they meet; past MAX_LEXEMES (all languages together) the largest is
+    rebuilt, so memory stays flat over a corpus of any size, and the annotations do not depend on when that happens."""
+    text = (shared_data / "english-text" / "wikitext-2" / "valid.txt").read_text(encoding="utf-8")
+    pages = [text[i : i + 20_000] for i in range(0, 400_000, 20_000)]
+    unbounded = [annotate(page, pii=False) for page in pages]
+    monkeypatch.setattr(words, "_tokenizers", {})
+    monkeypatch.setattr(words, "MAX_LEXEMES", 3_000)
+    held, bounded = [], []
+    for page in pages:
+        bounded.append(annotate(page, pii=False))
+        held.append(words.lexemes_held())
+    assert max(held) < 3_000 + max(len(set(page.split())) for page in pages)  # at most one page over the bound
+    assert min(held) < max(held)  # rebuilt along the way, not only at the start
+    assert [(d.signals, d.terms, d.keyphrases) for d in bounded] == [(d.signals, d.terms, d.keyphrases) for d in unbounded]
+
+
 def test_english_contractions_split_so_their_stop_words_go():
     assert annotate("I don't know.").terms == "know"
 
@@ -396,6 +414,19 @@ def test_a_trained_pipeline_from_disk_replaces_the_blank_tokenizer(tmp_path):
     doc = annotate("Dr. Smith doesn't like it.", spacy_model=str(tmp_path / "pipeline"))
     assert doc.terms == "dr. smith like"  # the exception keeps "Dr." whole; the blank path gives "dr smith like"
     assert annotate("Dr. Smith doesn't like it.").terms == "dr smith like"
+
+
+def test_a_trained_pipeline_is_reloaded_once_it_has_met_max_lexemes_new_strings(tmp_path, monkeypatch):
+    import spacy
+
+    spacy.blank("en").to_disk(tmp_path / "pipeline")
+    monkeypatch.setattr(words, "MAX_LEXEMES", 50)
+    annotator = Annotator(AnnotateConfig(spacy_model=str(tmp_path / "pipeline")))
+    first = annotator.tokenizer("en")
+    annotator.annotate(Document(id="t", source="test", offset=0, text="Few words."))
+    assert annotator.tokenizer("en") is first
+    first(" ".join(f"word{i}" for i in range(60)))  # 60 new strings
+    assert annotator.tokenizer("en") is not first
 
 
 # --- real pages from the bundled sample ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from corpus.annotate.keyphrases import candidate_words, extract_keyphrases, keyp
 from corpus.annotate.lang import identify_language
 from corpus.annotate.pii import PII_KINDS, Redaction, redact
 from corpus.annotate.signals import SignalInput
+from corpus.annotate import words
 from corpus.annotate.words import (
     LanguageTokenizer,
     TokenView,
@@ -84,11 +85,14 @@ class Annotator:
     def __init__(self, cfg: AnnotateConfig):
         self.cfg = cfg
         self._trained: LanguageTokenizer | None = None
+        self._trained_lexemes = 0  # its vocabulary's size when loaded
 
     def tokenizer(self, lang: str) -> LanguageTokenizer:
         if self.cfg.spacy_model:
-            if self._trained is None:
+            # reloaded once it has met MAX_LEXEMES new strings, to bound memory as tokenizer_for does
+            if self._trained is None or len(self._trained.nlp.vocab) > self._trained_lexemes + words.MAX_LEXEMES:
                 self._trained = load_trained_pipeline(self.cfg.spacy_model)
+                self._trained_lexemes = len(self._trained.nlp.vocab)
             if spacy_code(lang) == self._trained.code:
                 return self._trained
         return tokenizer_for(lang)

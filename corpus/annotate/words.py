@@ -39,8 +39,10 @@ CHARACTER_SEGMENTED = {"zh", "ja"}
 UNSEGMENTED_WITHOUT_STOPWORDS = {"th"}
 
 CACHE_CHUNKS = 500_000
-# A long-lived worker meets ever new strings; past this many lexemes the pipeline is rebuilt to bound memory.
-MAX_LEXEMES = 1_000_000
+# A tokenizer keeps every new string it meets (a lexeme, and its chunk in the cache): a long-lived worker's memory would
+# grow with the corpus, about 0.7 KB a lexeme. Past this many lexemes, all languages of the process together, the
+# largest tokenizer is rebuilt: memory stays flat, at the cost of its cold cache (bench/annotate.py shows it).
+MAX_LEXEMES = 100_000
 
 HAN_AND_KANA = (
     r"[\u3000-\u303f\u3040-\u309f\u30a0-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
@@ -168,18 +170,23 @@ def build_tokenizer(code: str) -> LanguageTokenizer:
     )
 
 
-@lru_cache(maxsize=None)
-def _cached_tokenizer(code: str) -> LanguageTokenizer:
-    return build_tokenizer(code)
+_tokenizers: dict[str, LanguageTokenizer] = {}  # this process's, by spaCy code
+
+
+def lexemes_held() -> int:
+    """Lexemes in the vocabularies of this process's tokenizers, all languages together."""
+    return sum(len(tok.nlp.vocab) for tok in _tokenizers.values())
 
 
 def tokenizer_for(lang: str) -> LanguageTokenizer:
-    """The cached tokenizer for a py3langid label, rebuilt when its vocabulary has grown past `MAX_LEXEMES`."""
+    """This process's tokenizer for a py3langid label. While the tokenizers hold more than `MAX_LEXEMES`, the largest
+    is dropped (and built again when next asked for): the others keep their warm caches."""
+    while lexemes_held() > MAX_LEXEMES:
+        del _tokenizers[max(_tokenizers, key=lambda code: len(_tokenizers[code].nlp.vocab))]
     code = spacy_code(lang)
-    tok = _cached_tokenizer(code)
-    if len(tok.nlp.vocab) > MAX_LEXEMES:
-        _cached_tokenizer.cache_clear()
-        tok = _cached_tokenizer(code)
+    tok = _tokenizers.get(code)
+    if tok is None:
+        tok = _tokenizers[code] = build_tokenizer(code)
     return tok
 
 
