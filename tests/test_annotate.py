@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 import corpus
-from corpus.annotate import Annotator, extract_keyphrases
+from corpus.annotate import Annotator, extract_keyphrases, words
 from corpus.annotate.keyphrases import noun_chunk_spans, pagerank, rank_keyphrases, tight_hyphens
 from corpus.annotate.lang import identify_language
 from corpus.annotate.signals import line_signals, ngram_signals, word_signals, words_per_line
-from corpus.annotate import words
 from corpus.annotate.words import TokenView, spacy_code, tokenize, tokenizer_for
 from corpus.config import AnnotateConfig, FilterConfig
 from corpus.document import SIGNAL_NAMES, Document
